@@ -1,0 +1,55 @@
+"""A terminal simulator: the same service, replies shown as the chosen channel shows them."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TextIO
+
+import click
+
+from bot.config import load_config
+from bot.conversation import Channel
+from bot.phones import normalise_phone
+from bot.render import Rendered, render
+from bot.service import Received, Service
+from bot.settings import Settings
+from models.db import make_engine, make_sessions
+
+
+def show(rendered: Rendered, channel: Channel, out: TextIO | None = None) -> None:
+    """Print one reply as a chat bubble, Telegram buttons underneath."""
+    width = 60
+    click.echo(click.style(f"[{channel.value}] bot:", fg="cyan"), file=out)
+    for line in rendered.text.splitlines() or [""]:
+        click.echo("  " + line, file=out)
+    if rendered.buttons:
+        click.echo("  " + " ".join(f"[ {label} ]" for label, _ in rendered.buttons)[:width * 2],
+                   file=out)
+
+
+def chat(settings: Settings, channel_name: str, address: str) -> None:
+    channel = Channel(channel_name)
+    phone = ""
+    if channel != Channel.TELEGRAM:
+        normalised = normalise_phone(address)
+        if normalised is None:
+            raise click.ClickException(f"{address!r} is not a phone number")
+        address = phone = normalised
+    config = load_config(settings.config_path)
+    service = Service(config, make_sessions(make_engine(settings.database_url)))
+    service.sync_petitions()
+    click.echo(f"Chatting as {address} over {channel.value}. Type a message; Ctrl+D ends.")
+    if channel == Channel.TELEGRAM:
+        click.echo("Buttons are shown as [ Label ]; type the keyword to press one.")
+    while True:
+        try:
+            text = input("you> ")
+        except (EOFError, KeyboardInterrupt):
+            click.echo()
+            return
+        handled = service.receive(Received(channel, address, text,
+                                           f"console-{uuid.uuid4().hex}", phone=phone))
+        if not handled.replies:
+            click.echo(click.style("  (no reply)", dim=True))
+        for message in handled.replies:
+            show(render(message, channel), channel)

@@ -1,0 +1,52 @@
+"""Replies as each channel shows them: GSM-7 text for SMS, numbered choices for SMS and
+WhatsApp, HTML with inline buttons for Telegram. Pure: no I/O."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+from bot.conversation import Channel
+from bot.gsm import to_gsm7, truncate_to_segments
+from bot.texts import LABELS
+
+SMS_SEGMENTS = 3
+WHATSAPP_LIMIT = 1600   # Twilio's body limit
+TELEGRAM_LIMIT = 4096   # characters after entity parsing
+
+
+@dataclass(frozen=True)
+class Message:
+    """One reply in words, with the keywords the supporter may answer with."""
+
+    text: str
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rendered:
+    text: str
+    buttons: tuple[tuple[str, str], ...] = ()  # (label, callback_data) for Telegram
+
+
+def render(message: Message, channel: Channel) -> Rendered:
+    """The message as `channel` shows it."""
+    if channel == Channel.TELEGRAM:
+        text = html.escape(message.text, quote=False)
+        if len(text) > TELEGRAM_LIMIT:
+            text = text[: TELEGRAM_LIMIT - 3].rsplit(" ", 1)[0] + "..."
+        buttons = tuple((LABELS.get(o, o.title()), o) for o in message.options)
+        return Rendered(text, buttons)
+    text = message.text + _choices(message.options)
+    if channel == Channel.SMS:
+        return Rendered(truncate_to_segments(to_gsm7(text), SMS_SEGMENTS))
+    if len(text) > WHATSAPP_LIMIT:
+        text = text[: WHATSAPP_LIMIT - 3].rsplit(" ", 1)[0] + "..."
+    return Rendered(text)
+
+
+def _choices(options: tuple[str, ...]) -> str:
+    if len(options) < 2:
+        return ""
+    numbered = [f"{i} {option}" for i, option in enumerate(options, start=1)]
+    return "\nReply " + ", ".join(numbered[:-1]) + " or " + numbered[-1]

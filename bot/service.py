@@ -1,0 +1,369 @@
+"""The shell around the conversation: load, call the core, apply its effects, in one
+transaction per inbound message; nothing is sent from here, replies are returned."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot import conversation as core
+from bot.budget import ReplyBudget, Verdict
+from bot.config import Config
+from bot.conversation import Channel, Inbound, Outcome, State, Step, SupporterView
+from bot.petitions import Catalogue
+from bot.postcodes import postcode_area
+from bot.render import Message
+from bot.texts import Phrase, Texts
+from models import (
+    ChannelCount,
+    ConsentRecord,
+    Conversation,
+    Identity,
+    InboundMessage,
+    Petition,
+    Signature,
+    Subscription,
+    Supporter,
+)
+from models.db import is_postgres
+from models.sql import insert_ignore
+
+log = logging.getLogger("petitionbot.inbound")
+
+
+@dataclass(frozen=True)
+class Received:
+    """An inbound message as an adapter parsed it."""
+
+    channel: Channel
+    address: str           # E.164 phone number, or a Telegram chat id
+    text: str
+    provider_id: str       # MessageSid / update_id: at most one effect per id
+    phone: str = ""        # E.164, when known: links the person's identities
+    opt_out: str = ""      # the provider's own keyword match (Twilio OptOutType)
+
+
+@dataclass(frozen=True)
+class Handled:
+    replies: tuple[Message, ...]
+    duplicate: bool = False
+    identity_id: int | None = None
+    step: str = ""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Service:
+    def __init__(self, config: Config, sessions: sessionmaker[Session],
+                 budget: ReplyBudget | None = None,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.config = config
+        self.sessions = sessions
+        self.budget = budget
+        self.clock = clock
+        self.catalogue = Catalogue(config.petitions)
+        self.texts = Texts({**config.texts, "consent": config.privacy.consent,
+                            "ask_updates": config.privacy.updates})
+        org = config.organisation
+        self.common: dict[str, object] = {
+            "organisation": org.name, "short_name": org.short_name, "contact": org.contact,
+            "privacy_url": org.privacy_url, "retention": config.privacy.retention,
+            "minimum_age": config.privacy.minimum_age, "max_length": core.MAX_NAME,
+        }
+
+    def sync_petitions(self) -> None:
+        """Give every configured petition its row and channel counters."""
+        with self.sessions.begin() as session:
+            now = self.clock()
+            for petition in self.config.petitions:
+                insert_ignore(session, Petition, {"slug": petition.slug, "signature_count": 0,
+                                                  "last_number": 0, "created_at": now},
+                              ["slug"])
+                pid = session.scalar(select(Petition.id).where(Petition.slug == petition.slug))
+                for channel in Channel:
+                    insert_ignore(session, ChannelCount, {"petition_id": pid,
+                                                          "channel": channel.value, "count": 0},
+                                  ["petition_id", "channel"])
+
+    def receive(self, msg: Received) -> Handled:
+        """Handle one inbound message in one transaction; return the replies to send."""
+        started = time.perf_counter()
+        with self.sessions.begin() as session:
+            handled = self._receive(session, msg)
+        log.info("inbound channel=%s identity=%s step=%s duplicate=%s replies=%d ms=%.1f",
+                 msg.channel.value, handled.identity_id, handled.step, handled.duplicate,
+                 len(handled.replies), (time.perf_counter() - started) * 1000)
+        return handled
+
+    def _receive(self, session: Session, msg: Received) -> Handled:
+        now = self.clock()
+        identity = self._identity(session, msg, now)
+        inbound_id = insert_ignore(
+            session, InboundMessage,
+            {"channel": msg.channel.value, "provider_id": msg.provider_id,
+             "identity_id": identity.id, "body": msg.text[:1600], "received_at": now},
+            ["channel", "provider_id"], returning=InboundMessage.id)
+        if inbound_id is None:  # a replay: the first copy had the effect
+            return Handled((), duplicate=True, identity_id=identity.id)
+        inbound = Inbound(msg.channel, msg.text, msg.provider_id, msg.opt_out)
+        verdict = self.budget.spend(msg.channel.value, msg.address) if self.budget else (
+            Verdict.REPLY)
+        conv = session.get(Conversation, identity.id)
+        state = _state(conv)
+        facts = self._facts(session, identity)
+        ctx = core.Context(self.catalogue.views(self._counts(session)),
+                           self.config.default_petition, facts, self.config.privacy.version)
+        if verdict != Verdict.REPLY and not (core.wants_to_stop(inbound) and not facts.opted_out):
+            identity.last_inbound_at = now
+            notice = (Message(self.texts.render(Phrase("over_budget"), self.common)),)
+            return Handled(notice if verdict == Verdict.NOTICE else (), identity_id=identity.id,
+                           step=state.step.value)
+        outcome = core.handle(state, inbound, ctx, now)
+        results = self._apply(session, outcome, identity, msg, now)
+        if results.get("erased"):
+            return Handled(self._render(outcome, results), identity_id=None, step="erased")
+        identity.last_inbound_at = now
+        self._save(session, identity, conv, outcome.state, now)
+        replies = self._render(outcome, results) if verdict == Verdict.REPLY else ()
+        return Handled(replies, identity_id=identity.id, step=outcome.state.step.value)
+
+    # Loading -------------------------------------------------------------------------
+
+    def _identity(self, session: Session, msg: Received, now: datetime) -> Identity:
+        """Find or create the sender's identity, serialising all work for one person."""
+        found = _find_identity(session, msg)
+        if found is None:
+            # A phone number names the person on every channel, so their supporter comes
+            # first; a Telegram chat gets its supporter once its identity row is locked.
+            supporter_id = self._supporter_for(session, msg.phone, now) if msg.phone else None
+            insert_ignore(session, Identity, {
+                "supporter_id": supporter_id, "channel": msg.channel.value,
+                "address": msg.address, "created_at": now}, ["channel", "address"])
+            found = _find_identity(session, msg)
+            assert found is not None
+        if found.supporter_id is None:
+            if is_postgres(session):
+                session.execute(select(Identity.id).where(Identity.id == found.id)
+                                .with_for_update())
+                session.refresh(found)
+            if found.supporter_id is None and found.opted_out_at is None:
+                found.supporter_id = self._supporter_for(session, msg.phone, now)
+                session.flush()
+        elif is_postgres(session):
+            # One lock per person, whatever the channel: two messages at once, or SMS and
+            # WhatsApp at once, are handled one after the other.
+            session.execute(select(Supporter.id).where(Supporter.id == found.supporter_id)
+                            .with_for_update())
+        session.refresh(found)
+        return found
+
+    def _supporter_for(self, session: Session, phone: str, now: datetime) -> int:
+        if phone:
+            insert_ignore(session, Supporter, {"phone": phone, "created_at": now}, ["phone"])
+            supporter_id = session.scalar(select(Supporter.id).where(Supporter.phone == phone))
+            assert supporter_id is not None
+            return supporter_id
+        supporter = Supporter(created_at=now)
+        session.add(supporter)
+        session.flush()
+        return supporter.id
+
+    def _facts(self, session: Session, identity: Identity) -> SupporterView:
+        signatures = session.execute(
+            select(Signature, Petition.slug).join(Petition, Petition.id == Signature.petition_id)
+            .where(Signature.supporter_id == identity.supporter_id)).all()
+        subscribed = session.scalars(
+            select(Petition.slug).join(Subscription, Subscription.petition_id == Petition.id)
+            .where(Subscription.identity_id == identity.id)).all()
+        return SupporterView(
+            opted_out=identity.opted_out_at is not None,
+            signatures=tuple(core.SignatureView(
+                petition=slug, number=s.number, signed_at=s.signed_at, channel=Channel(s.channel),
+                name=s.name, postcode=s.postcode or "", country=s.country or "")
+                for s, slug in signatures),
+            subscribed=frozenset(subscribed))
+
+    def _counts(self, session: Session) -> dict[str, int]:
+        return {slug: count for slug, count in
+                session.execute(select(Petition.slug, Petition.signature_count)).tuples()}
+
+    # Effects ---------------------------------------------------------------------------
+
+    def _apply(self, session: Session, outcome: Outcome, identity: Identity, msg: Received,
+               now: datetime) -> dict[str, Any]:
+        results: dict[str, Any] = {}
+        consent_ids: dict[tuple[str, str], int] = {}
+        supporter_id = identity.supporter_id
+        for effect in outcome.effects:
+            match effect:
+                case core.GrantConsent(purpose, slug, version):
+                    record = self._consent(session, supporter_id, _petition_id(session, slug),
+                                           purpose, "granted", version, msg, now)
+                    consent_ids[(purpose.value, slug)] = record
+                case core.Sign():
+                    results.update(self._sign(session, effect, supporter_id, msg, now,
+                                              consent_ids.get(("sign", effect.petition))))
+                case core.Subscribe(slug):
+                    insert_ignore(session, Subscription, {
+                        "identity_id": identity.id, "petition_id": _petition_id(session, slug),
+                        "consent_id": consent_ids.get(("updates", slug)), "created_at": now},
+                        ["identity_id", "petition_id"])
+                case core.OptOut():
+                    self._opt_out(session, identity, msg, now)
+                case core.OptIn():
+                    identity.opted_out_at = None
+                    if identity.supporter_id is None:
+                        identity.supporter_id = self._supporter_for(session, msg.phone, now)
+                case core.Erase():
+                    erase_supporter(session, supporter_id)
+                    results["erased"] = True
+        return results
+
+    def _consent(self, session: Session, supporter_id: int | None, petition_id: int | None,
+                 purpose: core.Purpose, action: str, version: str, msg: Received,
+                 now: datetime) -> int:
+        assert supporter_id is not None
+        record = ConsentRecord(supporter_id=supporter_id, petition_id=petition_id,
+                               purpose=purpose.value, action=action, text_version=version,
+                               channel=msg.channel.value, evidence=msg.provider_id[:80],
+                               created_at=now)
+        session.add(record)
+        session.flush()
+        return record.id
+
+    def _sign(self, session: Session, sign: core.Sign, supporter_id: int | None, msg: Received,
+              now: datetime, consent_id: int | None) -> dict[str, Any]:
+        assert supporter_id is not None
+        petition_id = _petition_id(session, sign.petition)
+        existing = session.scalar(select(Signature.number).where(
+            Signature.petition_id == petition_id, Signature.supporter_id == supporter_id))
+        if existing is not None:  # signed meanwhile on another channel: never twice
+            return {"number": existing, "count": f"{self._total(session, sign.petition):,}"}
+        if consent_id is None:  # consent was given on an earlier message: link the latest
+            consent_id = session.scalar(
+                select(ConsentRecord.id).where(ConsentRecord.supporter_id == supporter_id,
+                                               ConsentRecord.petition_id == petition_id,
+                                               ConsentRecord.purpose == "sign")
+                .order_by(ConsentRecord.id.desc()).limit(1))
+        number, here = session.execute(
+            update(Petition).where(Petition.id == petition_id)
+            .values(signature_count=Petition.signature_count + 1,
+                    last_number=Petition.last_number + 1)
+            .returning(Petition.last_number, Petition.signature_count)).one()
+        session.execute(update(ChannelCount).where(
+            ChannelCount.petition_id == petition_id, ChannelCount.channel == msg.channel.value)
+            .values(count=ChannelCount.count + 1))
+        session.add(Signature(
+            petition_id=petition_id, supporter_id=supporter_id, number=number, name=sign.name,
+            postcode=sign.postcode or None,
+            postcode_area=postcode_area(sign.postcode) if sign.postcode else None,
+            country=sign.country or None, nation=sign.nation.value, channel=msg.channel.value,
+            referral=sign.referral or None, consent_id=consent_id, signed_at=now))
+        session.flush()
+        external = sum(e.count for e in self.config.petition(sign.petition).external)
+        return {"number": number, "count": f"{here + external:,}"}
+
+    def _total(self, session: Session, slug: str) -> int:
+        here = self._counts(session).get(slug, 0)
+        return here + sum(e.count for e in self.config.petition(slug).external)
+
+    def _opt_out(self, session: Session, identity: Identity, msg: Received,
+                 now: datetime) -> None:
+        identity.opted_out_at = now
+        subscriptions = session.scalars(
+            select(Subscription).where(Subscription.identity_id == identity.id)).all()
+        for sub in subscriptions:
+            if identity.supporter_id is not None:
+                self._consent(session, identity.supporter_id, sub.petition_id,
+                              core.Purpose.UPDATES, "withdrawn", self.config.privacy.version,
+                              msg, now)
+            session.delete(sub)
+
+    def _save(self, session: Session, identity: Identity, conv: Conversation | None,
+              state: State, now: datetime) -> None:
+        data = {k: v for k, v in dataclasses.asdict(state).items() if k != "step"}
+        data["options"] = list(state.options)
+        if conv is None:
+            session.add(Conversation(identity_id=identity.id, step=state.step.value, data=data,
+                                     updated_at=now))
+        elif conv.step != state.step.value or conv.data != data:
+            conv.step, conv.data, conv.updated_at = state.step.value, data, now
+
+    def _render(self, outcome: Outcome, results: dict[str, Any]) -> tuple[Message, ...]:
+        messages = []
+        for reply in outcome.replies:
+            phrase = reply.phrase
+            if phrase.key == "signed":
+                phrase = Phrase(phrase.key, {**phrase.params, "number": results.get("number"),
+                                             "count": results.get("count")})
+            messages.append(Message(self.texts.render(phrase, self.common), reply.options))
+        return tuple(messages)
+
+
+def erase_supporter(session: Session, supporter_id: int | None) -> None:
+    """Really delete a person: signatures (counts follow), consent, subscriptions,
+    conversations and identities; an identity that said STOP stays, bare, as suppression."""
+    if supporter_id is None:
+        return
+    for petition_id, channel in session.execute(
+            select(Signature.petition_id, Signature.channel)
+            .where(Signature.supporter_id == supporter_id)).tuples():
+        session.execute(update(Petition).where(Petition.id == petition_id)
+                        .values(signature_count=Petition.signature_count - 1))
+        session.execute(update(ChannelCount).where(ChannelCount.petition_id == petition_id,
+                                                   ChannelCount.channel == channel)
+                        .values(count=ChannelCount.count - 1))
+    identity_ids = list(session.scalars(
+        select(Identity.id).where(Identity.supporter_id == supporter_id)))
+    session.execute(delete(Signature).where(Signature.supporter_id == supporter_id))
+    _delete_where(session, Subscription, Subscription.identity_id, identity_ids)
+    _delete_where(session, Conversation, Conversation.identity_id, identity_ids)
+    session.execute(update(InboundMessage).where(InboundMessage.identity_id.in_(identity_ids))
+                    .values(identity_id=None, body=None))
+    session.execute(delete(ConsentRecord).where(ConsentRecord.supporter_id == supporter_id))
+    session.execute(update(Identity).where(Identity.supporter_id == supporter_id,
+                                           Identity.opted_out_at.is_not(None))
+                    .values(supporter_id=None, last_inbound_at=None, unreachable_at=None))
+    session.execute(delete(Identity).where(Identity.supporter_id == supporter_id))
+    session.execute(delete(Supporter).where(Supporter.id == supporter_id))
+    session.expunge_all()
+
+
+def _delete_where(session: Session, model: Any, column: Any, ids: Iterable[int]) -> None:
+    session.execute(delete(model).where(column.in_(list(ids))))
+
+
+def _find_identity(session: Session, msg: Received) -> Identity | None:
+    return session.scalar(select(Identity).where(Identity.channel == msg.channel.value,
+                                                 Identity.address == msg.address))
+
+
+def _petition_id(session: Session, slug: str) -> int:
+    pid = session.scalar(select(Petition.id).where(Petition.slug == slug))
+    assert pid is not None, slug
+    return pid
+
+
+def _state(conv: Conversation | None) -> State:
+    if conv is None:
+        return State()
+    data = dict(conv.data)
+    try:
+        return State(step=Step(conv.step), petition=str(data.get("petition", "")),
+                     page=int(data.get("page", 0)), name=str(data.get("name", "")),
+                     postcode=str(data.get("postcode", "")), country=str(data.get("country", "")),
+                     referral=str(data.get("referral", "")),
+                     options=tuple(str(o) for o in data.get("options", ())),
+                     resume=Step(data.get("resume", Step.MENU)))
+    except ValueError:  # a state written by an older version: start again, keep the person
+        return State()

@@ -1,0 +1,119 @@
+"""Every sentence the bot says, in one place; staff may reword any of them in config.toml.
+
+Rules: plain GSM-7 characters only (they go by SMS); `{field}` placeholders are filled
+from the reply's parameters; an override may use only the fields its default uses.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """A text key with its parameters; a parameter may itself be a Phrase or a tuple of them."""
+
+    key: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+DEFAULTS: dict[str, str] = {
+    "greeting": "Hello from {organiser}.\n{title}\n{summary}\n{count} people have signed.",
+    "greeting_signed": "Welcome back. You signed \"{title}\" (supporter no. {number}). "
+                       "{count} people have signed so far.",
+    "unknown_petition": "Sorry, there is no petition with that code.",
+    "page": "{page_text}\n(Page {page} of {pages})",
+    "page_last": "{page_text}\n(Page {page} of {pages}, the end)",
+    "info": "{title}\nTo: {decision_makers}\nStarted by {organiser} on {created}.\n"
+            "Signatures: {count_breakdown}.",
+    "help": "{short_name} petition bot. Reply SIGN to sign, MORE to read the issue, INFO for "
+            "details, STATUS to see what we hold about you, DELETE to erase it, RESTART to "
+            "start again, STOP to stop all messages. Questions: {contact}",
+    "consent_declined": "No problem: nothing has been stored. Reply SIGN if you change your "
+                        "mind.",
+    "ask_name": "Thank you. What is your full name?",
+    "name_invalid": "Please send your full name, in letters (up to {max_length} characters).",
+    "ask_postcode": "Thanks, {name}. What is your UK postcode? If you live outside the UK, "
+                    "reply NONE.",
+    "postcode_invalid": "Sorry, that does not look like a full UK postcode (like SW1A 1AA). "
+                        "Please try again, or reply NONE if you live outside the UK.",
+    "ask_country": "Which country do you live in?",
+    "country_invalid": "Please send the name of the country you live in.",
+    "review": "Please check what we will record:\nName: {name}\n{place}\n"
+              "Reply YES to sign or EDIT to change it.",
+    "review_cancelled": "OK, you have not signed and we have not kept your details. Reply SIGN "
+                        "to start again.",
+    "signed": "Thank you, {name}, you have signed! You are supporter number {number}; "
+              "{count} people have now signed. Please share the petition: {share_link}",
+    "updates_yes": "Thanks. We will send you updates about this campaign here. Reply STOP at "
+                   "any time to stop them.",
+    "updates_no": "OK, no updates. Thank you for signing!",
+    "already_signed": "You have already signed this petition (supporter number {number}), "
+                      "thank you! {count} people have signed so far.",
+    "status": "What we hold about you:\n{details}",
+    "status_nothing": "We hold no personal details about you, only this conversation.",
+    "stopped": "You will get no more messages from {short_name} here. Reply START to resume.",
+    "started": "Welcome back: you will hear from {short_name} here again.",
+    "delete_confirm": "This erases your name, postcode and contact details and withdraws your "
+                      "signature. Reply YES to delete or NO to keep them.",
+    "deleted": "Done: your personal data has been erased and any signature withdrawn. "
+               "Thank you for your support.",
+    "delete_kept": "Nothing has been deleted.",
+    "not_understood": "Sorry, I did not understand that. Please try again.",
+    "not_understood_choose": "Sorry, I did not understand that. Please choose one of these.",
+    "status_signature": "You signed \"{title}\" on {date} by {channel} (supporter no. "
+                        "{number}) as {name}, {place}.",
+    "status_updates": "Updates about it here: {updates}.",
+    "status_in_progress": "Not signed yet: we have your name as {name} for this signing.",
+    "place_postcode": "Postcode: {postcode}",
+    "place_country": "Country: {country}",
+    # The two consent questions come from [privacy] in config.toml, with its version.
+    "consent": "We will store your name, postcode and this contact to count your signature "
+               "and hand the petition to {decision_makers}. You must be {minimum_age} or "
+               "over. Privacy notice: {privacy_url}",
+    "ask_updates": "Would you like updates about this campaign on this channel?",
+    "over_budget": "You have sent us a lot of messages, so we will pause our replies for a "
+                   "few minutes.",
+}
+
+# Button labels for Telegram; SMS and WhatsApp show the keyword itself.
+LABELS: dict[str, str] = {
+    "SIGN": "Sign the petition", "MORE": "Read more", "INFO": "Info", "HELP": "Help",
+    "YES": "Yes", "NO": "No", "EDIT": "Edit", "NONE": "I live outside the UK",
+    "STATUS": "My data", "UPDATES": "Get updates", "START": "Start again", "DELETE": "Delete",
+}
+
+
+def fields(key: str) -> set[str]:
+    """The placeholder names a text's default uses."""
+    return {name for _, name, _, _ in string.Formatter().parse(DEFAULTS[key]) if name}
+
+
+class Texts:
+    """Renders text keys with parameters, staff overrides first."""
+
+    def __init__(self, overrides: Mapping[str, str] | None = None) -> None:
+        self.templates = {**DEFAULTS, **(overrides or {})}
+
+    def render(self, phrase: Phrase, common: Mapping[str, object] | None = None) -> str:
+        """The phrase's text, nested phrases rendered, `common` filling what params do not."""
+        params: dict[str, object] = dict(common or {})
+        for name, value in phrase.params.items():
+            if isinstance(value, Phrase):
+                value = self.render(value, common)
+            elif isinstance(value, tuple) and all(isinstance(v, Phrase) for v in value):
+                value = "\n".join(self.render(v, common) for v in value)
+            params[name] = value
+        return self.templates[phrase.key].format_map(_Missing(params))
+
+
+class _Missing(dict[str, object]):
+    """Leaves an unknown placeholder visible rather than failing a reply."""
+
+    def __init__(self, params: Mapping[str, object]) -> None:
+        super().__init__(params)
+
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"

@@ -1,0 +1,17 @@
+"""The data model: typed SQLAlchemy 2 models, engines and sessions, Alembic migrations."""
+
+from models.base import Base
+from models.core import (
+    ChannelCount,
+    ConsentRecord,
+    Conversation,
+    Identity,
+    InboundMessage,
+    Petition,
+    Signature,
+    Subscription,
+    Supporter,
+)
+
+__all__ = ["Base", "ChannelCount", "ConsentRecord", "Conversation", "Identity",
+           "InboundMessage", "Petition", "Signature", "Subscription", "Supporter"]

@@ -1,0 +1,79 @@
+"""The web application: Twilio and Telegram webhooks, public JSON, health, staff console."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Flask, current_app, jsonify
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.exceptions import HTTPException
+
+from bot.budget import ReplyBudget
+from bot.config import Config, load_config
+from bot.service import Service
+from bot.settings import Settings, local_secret_key
+from models.db import make_engine, make_sessions
+
+log = logging.getLogger("petitionbot.web")
+
+MAX_BODY = 64 * 1024  # Twilio's largest form is a few KiB; anything near this is not Twilio
+
+
+@dataclass
+class Runtime:
+    """Everything a request needs, built once per process by create_app."""
+
+    settings: Settings
+    config: Config
+    engine: Engine
+    sessions: sessionmaker[Session]
+    service: Service
+
+
+def runtime() -> Runtime:
+    rt: Runtime = current_app.extensions["petitionbot"]
+    return rt
+
+
+def create_app(config: Settings | None = None) -> Flask:
+    """Build the app from settings (default: the environment) and the config file."""
+    settings = config or Settings.from_env()
+    content = load_config(settings.config_path)
+    engine = make_engine(settings.database_url)
+    sessions = make_sessions(engine)
+    budget = ReplyBudget(content.abuse.replies_per_window, content.abuse.window_seconds,
+                         settings.redis_url or "memory://")
+    service = Service(content, sessions, budget)
+    service.sync_petitions()
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key or local_secret_key(Path("instance")),
+        MAX_CONTENT_LENGTH=MAX_BODY,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.public_base_url.startswith("https://"),
+    )
+    app.extensions["petitionbot"] = Runtime(settings, content, engine, sessions, service)
+
+    from webhooks import api, twilio
+
+    app.register_blueprint(twilio.bp)
+    app.register_blueprint(api.bp)
+
+    @app.errorhandler(SQLAlchemyError)
+    def database_error(error: SQLAlchemyError) -> tuple[object, int]:
+        # 5xx so the provider retries; the transaction was rolled back, nothing committed.
+        log.error("database error: %s", type(error).__name__,
+                  exc_info=not isinstance(error, OperationalError))
+        return jsonify(error="service unavailable, try again"), 503
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> tuple[object, int]:
+        return jsonify(error=error.description), error.code or 500
+
+    return app

@@ -1,0 +1,47 @@
+"""Public JSON about petitions, and the health check."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, abort, jsonify
+from sqlalchemy import select, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from models import ChannelCount, Petition
+from webhooks import runtime
+
+bp = Blueprint("api", __name__)
+
+
+@bp.get("/api/petitions/<slug>")
+def petition(slug: str) -> Response:
+    rt = runtime()
+    try:
+        content = rt.config.petition(slug)
+    except KeyError:
+        abort(404, "no such petition")
+    with rt.sessions() as session:
+        row = session.execute(select(Petition.id, Petition.signature_count)
+                              .where(Petition.slug == slug)).one()
+        by_channel = dict(session.execute(select(ChannelCount.channel, ChannelCount.count)
+                                          .where(ChannelCount.petition_id == row.id)).tuples())
+    external = [{"source": e.source, "count": e.count} for e in content.external]
+    here = row.signature_count
+    return jsonify({
+        "slug": content.slug, "title": content.title, "goal": content.goal,
+        "counts": {
+            "total": here + sum(e.count for e in content.external),
+            "here": here,
+            "external": external,
+            "by_channel": {c: by_channel.get(c, 0) for c in ("sms", "whatsapp", "telegram")},
+        },
+    })
+
+
+@bp.get("/healthz")
+def healthz() -> tuple[Response, int]:
+    try:
+        with runtime().engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError:
+        return jsonify(status="unavailable", database="unreachable"), 503
+    return jsonify(status="ok", database="ok"), 200

@@ -1,0 +1,65 @@
+"""Twilio SMS and WhatsApp: authenticate -> parse -> service -> TwiML.
+
+One handler serves both channels and branches only on the `whatsapp:` prefix of `From`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from flask import Blueprint, Response, abort, request
+from twilio.request_validator import RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
+
+from bot.conversation import Channel
+from bot.phones import normalise_phone
+from bot.render import render
+from bot.service import Received
+from webhooks import runtime
+
+bp = Blueprint("twilio", __name__, url_prefix="/twilio")
+
+MESSAGE_SID = re.compile(r"^[A-Z]{2}[0-9a-fA-F]{32}$")
+FORM = "application/x-www-form-urlencoded"
+
+
+@bp.post("/messages")
+def messages() -> Response:
+    """An inbound SMS or WhatsApp message; the reply goes back in the TwiML body."""
+    if request.mimetype != FORM:
+        abort(400, "expected a form-encoded Twilio request")
+    authenticate()
+    form = request.form
+    sid = form.get("MessageSid", "")
+    sender = form.get("From", "")
+    if not MESSAGE_SID.match(sid) or not sender or "Body" not in form:
+        abort(400, "MessageSid, From and Body are required")
+    channel = Channel.WHATSAPP if sender.startswith("whatsapp:") else Channel.SMS
+    phone = normalise_phone(sender.removeprefix("whatsapp:"))
+    if phone is None:
+        abort(400, "From is not a phone number")
+    opt_out = form.get("OptOutType", "").upper()
+    handled = runtime().service.receive(
+        Received(channel, phone, form.get("Body", ""), sid, phone=phone, opt_out=opt_out))
+    return twiml(render(message, channel).text for message in handled.replies)
+
+
+def authenticate() -> None:
+    """403 unless X-Twilio-Signature signs this request for our public URL."""
+    settings = runtime().settings
+    if not settings.twilio_enabled:
+        abort(403, "Twilio is not configured")
+    url = settings.public_base_url + request.path
+    if request.query_string:
+        url += "?" + request.query_string.decode("latin-1")
+    signature = request.headers.get("X-Twilio-Signature", "")  # None would raise inside
+    if not RequestValidator(settings.twilio_auth_token).validate(url, request.form, signature):
+        abort(403, "invalid Twilio signature")
+
+
+def twiml(texts: Iterable[str]) -> Response:
+    response = MessagingResponse()
+    for text in texts:
+        response.message(text)
+    return Response(str(response), mimetype="text/xml")
