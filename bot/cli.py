@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from bot.config import Config
 from bot.settings import Settings
 
 
@@ -52,7 +53,7 @@ def require_current_schema(settings: Settings) -> None:
             "the database schema is behind this version: run `petitionbot db upgrade` first")
 
 
-def _config_or_exit(settings: Settings) -> Any:
+def _config_or_exit(settings: Settings) -> Config:
     from bot.config import ConfigError, load_config
 
     try:
@@ -144,11 +145,11 @@ def chat(channel: str, address: str) -> None:
     run_chat(settings, channel, address)
 
 
-@main.command()
+@main.command("export")
 @click.option("--petition", "slug", required=True, help="The petition's slug.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv",
               show_default=True)
-def export(slug: str, fmt: str) -> None:
+def export_signatures(slug: str, fmt: str) -> None:
     """Write the petition's signatures to standard output (streamed)."""
     from bot.export import write_signatures
     from models.db import make_engine, make_sessions
@@ -162,7 +163,7 @@ def export(slug: str, fmt: str) -> None:
         raise click.ClickException(f"no petition with slug {slug!r}") from None
     sessions = make_sessions(make_engine(settings.database_url))
     with sessions() as session:
-        write_signatures(session, slug, fmt, click.get_text_stream("stdout"))
+        write_signatures(session, slug, fmt, sys.stdout)
 
 
 @main.command()

@@ -161,7 +161,7 @@ class _Reader:
         if not isinstance(value, kind):
             self.errors.append(f"{where}: must be {kind.__name__}")
             return None if default is _REQUIRED else default
-        if kind is str and default is _REQUIRED and not value.strip():
+        if isinstance(value, str) and default is _REQUIRED and not value.strip():
             self.errors.append(f"{where}: must not be empty")
         return value
 

@@ -441,7 +441,8 @@ def _more(t: _Turn) -> Outcome:
     pages = t.petition.pages or ("",)
     index = t.state.page % len(pages)
     last = index == len(pages) - 1
-    options = ("SIGN", "INFO", "HELP") if last else ("MORE", "SIGN", "INFO", "HELP")
+    options: tuple[str, ...] = ("SIGN", "INFO", "HELP") if last else (
+        "MORE", "SIGN", "INFO", "HELP")
     if t.signature:
         options = tuple(o for o in options if o != "SIGN")
     state = replace(t.state, page=index + 1, options=options)

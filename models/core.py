@@ -74,7 +74,7 @@ class Conversation(Base):
     version: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[timestamp] = mapped_column(index=True)
 
-    __mapper_args__ = {"version_id_col": version}
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
 
 
 class Signature(Base):

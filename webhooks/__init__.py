@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from flask import Flask, current_app, jsonify
+from flask import Flask, Response, current_app, jsonify
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -66,14 +66,14 @@ def create_app(config: Settings | None = None) -> Flask:
     app.register_blueprint(api.bp)
 
     @app.errorhandler(SQLAlchemyError)
-    def database_error(error: SQLAlchemyError) -> tuple[object, int]:
+    def database_error(error: SQLAlchemyError) -> tuple[Response, int]:
         # 5xx so the provider retries; the transaction was rolled back, nothing committed.
         log.error("database error: %s", type(error).__name__,
                   exc_info=not isinstance(error, OperationalError))
         return jsonify(error="service unavailable, try again"), 503
 
     @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException) -> tuple[object, int]:
+    def http_error(error: HTTPException) -> tuple[Response, int]:
         return jsonify(error=error.description), error.code or 500
 
     return app

@@ -1,0 +1,150 @@
+"""Shared fixtures: settings, a fresh database per test (SQLite, or PostgreSQL when
+TEST_DATABASE_URL names one), the app and its clients, and a guard that fails any test
+that tries to reach the internet."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.config import Config, load_config
+from bot.service import Service
+from bot.settings import Settings
+from models import Base
+from models.db import make_engine, make_sessions
+from models.migrate import upgrade
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "config.toml"
+TWILIO_SID = "AC" + "0" * 32
+TWILIO_TOKEN = "test-auth-token-0123456789abcdef"
+PUBLIC_URL = "https://petition.example.org"
+PG_URL = os.environ.get("TEST_DATABASE_URL", "")
+
+
+class NetworkAccessError(BaseException):
+    """A test tried to reach a host off this machine (BaseException: no `except` hides it)."""
+
+
+def _is_local(host: object) -> bool:
+    if not isinstance(host, str):
+        return True  # AF_UNIX paths
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_connect = socket.socket.connect
+    real_getaddrinfo = socket.getaddrinfo
+
+    def guarded_connect(self: socket.socket, address: Any) -> Any:
+        host = address[0] if isinstance(address, tuple) else address
+        if not _is_local(host):
+            raise NetworkAccessError(f"test tried to reach {host!r}")
+        return real_connect(self, address)
+
+    def guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host is not None and not _is_local(host.decode() if isinstance(host, bytes) else host):
+            raise NetworkAccessError(f"test tried to resolve {host!r}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if PG_URL:
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL: set TEST_DATABASE_URL (make test does)")
+    for item in items:
+        if "postgres_only" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def pg_engine() -> Iterator[Engine]:
+    engine = make_engine(PG_URL)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database for this test."""
+    if not PG_URL:
+        url = f"sqlite:///{tmp_path / 'petitionbot.db'}"
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        return url
+    engine: Engine = request.getfixturevalue("pg_engine")
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    return PG_URL
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(database_url=database_url, config_path=str(CONFIG),
+                    public_base_url=PUBLIC_URL, secret_key="test-secret",
+                    twilio_account_sid=TWILIO_SID, twilio_auth_token=TWILIO_TOKEN,
+                    twilio_sms_from="+447700900000",
+                    twilio_whatsapp_from="whatsapp:+447700900000")
+
+
+@pytest.fixture
+def config() -> Config:
+    return load_config(CONFIG)
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return make_sessions(engine)
+
+
+@pytest.fixture
+def service(config: Config, sessions: sessionmaker[Session]) -> Service:
+    service = Service(config, sessions)
+    service.sync_petitions()
+    return service
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Flask]:
+    from webhooks import create_app
+
+    app = create_app(settings)
+    app.config["TESTING"] = True
+    yield app
+    app.extensions["petitionbot"].engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
