@@ -25,6 +25,7 @@ def main(verbose: bool) -> None:
     """Read and sign a campaign petition over SMS, WhatsApp and Telegram."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 @main.group()
@@ -142,6 +143,7 @@ def chat(channel: str, address: str) -> None:
     settings = _settings()
     _config_or_exit(settings)
     require_current_schema(settings)
+    logging.getLogger("petitionbot").setLevel(logging.WARNING)  # the chat is the output
     run_chat(settings, channel, address)
 
 

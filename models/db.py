@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+
+LOCK_TIMEOUT = 30.0
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -23,8 +28,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.database in (None, "", ":memory:"):
         raise ValueError("use a file for SQLite: several threads and processes share it")
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
+    writer = threading.Lock()
     event.listen(engine, "connect", _sqlite_connect)
-    event.listen(engine, "begin", _sqlite_begin)
+    event.listen(engine, "begin", lambda connection: _sqlite_begin(connection, writer))
+    event.listen(engine.pool, "checkin", _sqlite_checkin)
+    event.listen(engine.pool, "invalidate", lambda c, record, _e: _sqlite_checkin(c, record))
+    event.listen(engine.pool, "detach", _sqlite_checkin)
     return engine
 
 
@@ -39,10 +48,22 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_begin(connection: Any) -> None:
+def _sqlite_begin(connection: Any, writer: threading.Lock) -> None:
     # Take the write lock up front: a read lock upgraded later can fail with SQLITE_BUSY
-    # without waiting, and every inbound message writes.
+    # without waiting, and every inbound message writes. Threads of one process queue on
+    # a Python lock first, because SQLite's own busy handler waits by sleeping; the lock
+    # is held until the connection is back in the pool, after its COMMIT or ROLLBACK.
+    if "writer" not in connection.info:
+        if not writer.acquire(timeout=LOCK_TIMEOUT):
+            raise OperationalError("BEGIN IMMEDIATE", None, TimeoutError("database is busy"))
+        connection.info["writer"] = writer
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sqlite_checkin(_dbapi_connection: Any, record: Any) -> None:
+    writer = record.info.pop("writer", None)
+    if writer is not None:
+        writer.release()
 
 
 def make_sessions(engine: Engine) -> sessionmaker[Session]:

@@ -22,8 +22,9 @@ def petition(slug: str) -> Response:
     with rt.sessions() as session:
         row = session.execute(select(Petition.id, Petition.signature_count)
                               .where(Petition.slug == slug)).one()
+        # .all(): dict() of a Result itself reads it as a mapping (Result has .keys()).
         by_channel = dict(session.execute(select(ChannelCount.channel, ChannelCount.count)
-                                          .where(ChannelCount.petition_id == row.id)).tuples())
+                                          .where(ChannelCount.petition_id == row.id)).all())
     external = [{"source": e.source, "count": e.count} for e in content.external]
     here = row.signature_count
     return jsonify({
