@@ -26,6 +26,11 @@ class ReplyBudget:
         self.replies = RateLimitItemPerSecond(per_window, window_seconds)
         self.notices = RateLimitItemPerSecond(1, window_seconds)
 
+    @classmethod
+    def for_deployment(cls, per_window: int, window_seconds: int, redis_url: str) -> ReplyBudget:
+        """Shared through Redis when REDIS_URL is set (several processes), else in-process."""
+        return cls(per_window, window_seconds, redis_url or "memory://")
+
     def spend(self, channel: str, address: str) -> Verdict:
         """Count one reply to this sender and say whether it may be sent."""
         key = hashlib.sha256(f"{channel}:{address}".encode()).hexdigest()[:32]

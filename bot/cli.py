@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from bot.config import Config
-from bot.settings import Settings
+from bot.settings import TELEGRAM_SECRET, Settings, quiet_library_loggers
 
 
 def _settings() -> Settings:
@@ -26,6 +26,7 @@ def main(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    quiet_library_loggers()
 
 
 @main.group()
@@ -130,6 +131,56 @@ def _serve(host: str, port: int, workers: int, threads: int) -> None:
             return create_app()
 
     Server().run()
+
+
+@main.command("telegram-poll")
+def telegram_poll() -> None:
+    """Receive Telegram messages by long polling (no public URL needed)."""
+    from bot.channels.telegram import run_polling
+    from bot.service import Service
+    from models.db import make_engine, make_sessions
+
+    settings = _settings()
+    config = _config_or_exit(settings)
+    if not settings.telegram_bot_token:
+        raise click.ClickException("set TELEGRAM_BOT_TOKEN (from BotFather) first")
+    require_current_schema(settings)
+    service = Service(config, make_sessions(make_engine(settings.database_url)),
+                      _budget(settings, config))
+    service.sync_petitions()
+    run_polling(service, settings.telegram_bot_token, settings.telegram_api_base_url)
+
+
+def _budget(settings: Settings, config: Config) -> Any:
+    from bot.budget import ReplyBudget
+
+    return ReplyBudget.for_deployment(config.abuse.replies_per_window,
+                                      config.abuse.window_seconds, settings.redis_url)
+
+
+@main.group()
+def telegram() -> None:
+    """Telegram set-up."""
+
+
+@telegram.command("set-webhook")
+def telegram_set_webhook() -> None:
+    """Register PUBLIC_BASE_URL/telegram/webhook with Telegram, with the secret token."""
+    import asyncio
+
+    from bot.channels.telegram import set_webhook
+
+    settings = _settings()
+    if not settings.telegram_bot_token:
+        raise click.ClickException("set TELEGRAM_BOT_TOKEN (from BotFather) first")
+    if not TELEGRAM_SECRET.match(settings.telegram_webhook_secret):
+        raise click.ClickException(
+            "set TELEGRAM_WEBHOOK_SECRET to 1-256 characters of A-Z, a-z, 0-9, _ and - "
+            "(the webhook refuses every request without it)")
+    url = settings.public_base_url + "/telegram/webhook"
+    asyncio.run(set_webhook(settings.telegram_bot_token, settings.telegram_api_base_url, url,
+                            settings.telegram_webhook_secret))
+    click.echo(f"Telegram will deliver updates to {url}")
 
 
 @main.command()

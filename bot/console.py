@@ -22,8 +22,11 @@ def show(rendered: Rendered, channel: Channel, out: TextIO | None = None) -> Non
     click.echo(click.style(f"[{channel.value}] bot:", fg="cyan"), file=out)
     for line in rendered.text.splitlines() or [""]:
         click.echo("  " + line, file=out)
-    if rendered.buttons:
-        click.echo("  " + " ".join(f"[ {label} ]" for label, _ in rendered.buttons)[:width * 2],
+    rows = [rendered.buttons[i:i + 2] for i in range(0, len(rendered.buttons), 2)]
+    for row in rows:  # laid out as the Telegram inline keyboard is
+        click.echo("  " + " ".join(f"[ {label} ]" for label, _ in row)[:width], file=out)
+    if rendered.contact_button:
+        click.echo(f"  (keyboard) [ {rendered.contact_button} ]  type SHARE +447... to share",
                    file=out)
 
 

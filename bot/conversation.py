@@ -85,6 +85,7 @@ class Inbound:
     text: str
     message_id: str = ""
     opt_out: str = ""  # a provider's own keyword match ("STOP", "START"), when it sends one
+    contact: str = ""  # a shared phone contact: "own" (linked by the shell) or "other"
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ class Context:
     default: str
     supporter: SupporterView = SupporterView()
     privacy_version: str = ""
+    offer_phone_link: bool = False  # the channel can prove a phone number (Telegram)
 
 
 @dataclass(frozen=True)
@@ -221,6 +223,11 @@ def handle(state: State, inbound: Inbound, ctx: Context, now: datetime) -> Outco
         return _resume(turn) if turn.keyword in START_WORDS else Outcome(state)
     if wants_to_stop(inbound):
         return Outcome(state, (Reply(Phrase("stopped")),), (OptOut(),))
+    if inbound.contact == "other":
+        return Outcome(state, (Reply(Phrase("contact_refused"), state.options),))
+    if inbound.contact == "own":
+        greeting = _greet(replace(turn, ctx=replace(ctx, offer_phone_link=False)))
+        return replace(greeting, replies=(Reply(Phrase("phone_linked")), *greeting.replies))
     words = text.split()
     global_handler = GLOBALS.get(turn.keyword)
     if global_handler and not (turn.keyword == "START" and len(words) > 1):
@@ -432,9 +439,12 @@ def _greet(t: _Turn) -> Outcome:
         return signed(replace(t, keyword=""))
     p = t.petition
     state = replace(t.state, step=Step.MENU, petition=p.slug, page=0, options=_menu_options(t))
-    return Outcome(state, (Reply(Phrase("greeting", {
+    replies = [Reply(Phrase("greeting", {
         "organiser": p.organiser, "title": p.title, "summary": p.summary,
-        "count": _count(p.total)}), state.options),))
+        "count": _count(p.total)}), state.options)]
+    if t.ctx.offer_phone_link and t.state.step == Step.NEW:
+        replies.append(Reply(Phrase("offer_link"), ("SHARE_PHONE",)))
+    return Outcome(state, tuple(replies))
 
 
 def _more(t: _Turn) -> Outcome:

@@ -13,6 +13,7 @@ from bot.texts import LABELS
 SMS_SEGMENTS = 3
 WHATSAPP_LIMIT = 1600   # Twilio's body limit
 TELEGRAM_LIMIT = 4096   # characters after entity parsing
+SHARE_PHONE = "SHARE_PHONE"
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Message:
 class Rendered:
     text: str
     buttons: tuple[tuple[str, str], ...] = ()  # (label, callback_data) for Telegram
+    contact_button: str = ""  # Telegram: a keyboard button that shares the phone number
 
 
 def render(message: Message, channel: Channel) -> Rendered:
@@ -35,8 +37,10 @@ def render(message: Message, channel: Channel) -> Rendered:
         text = html.escape(message.text, quote=False)
         if len(text) > TELEGRAM_LIMIT:
             text = text[: TELEGRAM_LIMIT - 3].rsplit(" ", 1)[0] + "..."
-        buttons = tuple((LABELS.get(o, o.title()), o) for o in message.options)
-        return Rendered(text, buttons)
+        buttons = tuple((LABELS.get(o, o.title()), o) for o in message.options
+                        if o != SHARE_PHONE)
+        contact = LABELS[SHARE_PHONE] if SHARE_PHONE in message.options else ""
+        return Rendered(text, buttons, contact)
     text = message.text + _choices(message.options)
     if channel == Channel.SMS:
         return Rendered(truncate_to_segments(to_gsm7(text), SMS_SEGMENTS))

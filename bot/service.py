@@ -49,6 +49,7 @@ class Received:
     provider_id: str       # MessageSid / update_id: at most one effect per id
     phone: str = ""        # E.164, when known: links the person's identities
     opt_out: str = ""      # the provider's own keyword match (Twilio OptOutType)
+    contact: str = ""      # "own": `phone` is the sender's own shared contact; "other": refused
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class Service:
         self.budget = budget
         self.clock = clock
         self.catalogue = Catalogue(config.petitions)
+        self.telegram_username = ""  # set once the bot knows its name: personal share links
         self.texts = Texts({**config.texts, "consent": config.privacy.consent,
                             "ask_updates": config.privacy.updates})
         org = config.organisation
@@ -80,6 +82,11 @@ class Service:
             "privacy_url": org.privacy_url, "retention": config.privacy.retention,
             "minimum_age": config.privacy.minimum_age, "max_length": core.MAX_NAME,
         }
+
+    def share_link(self, slug: str, number: int) -> str:
+        """A signer's own Telegram link: whoever signs through it is credited to them."""
+        code = self.config.petition(slug).code
+        return f"https://t.me/{self.telegram_username}?start={code}_r{number}"
 
     def sync_petitions(self) -> None:
         """Give every configured petition its row and channel counters."""
@@ -94,6 +101,23 @@ class Service:
                     insert_ignore(session, ChannelCount, {"petition_id": pid,
                                                           "channel": channel.value, "count": 0},
                                   ["petition_id", "channel"])
+
+    def mark_unreachable(self, channel: Channel, address: str) -> None:
+        """The provider says this address cannot be reached (e.g. the bot was blocked)."""
+        with self.sessions.begin() as session:
+            session.execute(update(Identity).where(Identity.channel == channel.value,
+                                                   Identity.address == address)
+                            .values(unreachable_at=self.clock()))
+
+    def move_address(self, channel: Channel, old: str, new: str) -> None:
+        """The provider moved a chat to a new address (Telegram's ChatMigrated)."""
+        with self.sessions.begin() as session:
+            taken = session.scalar(select(Identity.id).where(Identity.channel == channel.value,
+                                                             Identity.address == new))
+            if taken is None:
+                session.execute(update(Identity).where(Identity.channel == channel.value,
+                                                       Identity.address == old)
+                                .values(address=new))
 
     def receive(self, msg: Received) -> Handled:
         """Handle one inbound message in one transaction; return the replies to send."""
@@ -115,14 +139,20 @@ class Service:
             ["channel", "provider_id"], returning=InboundMessage.id)
         if inbound_id is None:  # a replay: the first copy had the effect
             return Handled((), duplicate=True, identity_id=identity.id)
-        inbound = Inbound(msg.channel, msg.text, msg.provider_id, msg.opt_out)
+        if msg.contact == "own" and msg.phone and msg.channel == Channel.TELEGRAM:
+            self._link_phone(session, identity, msg.phone, now)
+        inbound = Inbound(msg.channel, msg.text, msg.provider_id, msg.opt_out, msg.contact)
         verdict = self.budget.spend(msg.channel.value, msg.address) if self.budget else (
             Verdict.REPLY)
         conv = session.get(Conversation, identity.id)
         state = _state(conv)
         facts = self._facts(session, identity)
+        offer_link = msg.channel == Channel.TELEGRAM and identity.supporter_id is not None and (
+            session.scalar(select(Supporter.phone).where(Supporter.id == identity.supporter_id))
+            is None)
         ctx = core.Context(self.catalogue.views(self._counts(session)),
-                           self.config.default_petition, facts, self.config.privacy.version)
+                           self.config.default_petition, facts, self.config.privacy.version,
+                           offer_phone_link=offer_link)
         if verdict != Verdict.REPLY and not (core.wants_to_stop(inbound) and not facts.opted_out):
             identity.last_inbound_at = now
             notice = (Message(self.texts.render(Phrase("over_budget"), self.common)),)
@@ -131,10 +161,13 @@ class Service:
         outcome = core.handle(state, inbound, ctx, now)
         results = self._apply(session, outcome, identity, msg, now)
         if results.get("erased"):
-            return Handled(self._render(outcome, results), identity_id=None, step="erased")
+            return Handled(self._render(outcome, results, msg.channel), identity_id=None,
+                           step="erased")
         identity.last_inbound_at = now
+        if identity.unreachable_at is not None:  # they wrote to us: reachable again
+            identity.unreachable_at = None
         self._save(session, identity, conv, outcome.state, now)
-        replies = self._render(outcome, results) if verdict == Verdict.REPLY else ()
+        replies = self._render(outcome, results, msg.channel) if verdict == Verdict.REPLY else ()
         return Handled(replies, identity_id=identity.id, step=outcome.state.step.value)
 
     # Loading -------------------------------------------------------------------------
@@ -166,6 +199,28 @@ class Service:
                             .with_for_update())
         session.refresh(found)
         return found
+
+    def _link_phone(self, session: Session, identity: Identity, phone: str,
+                    now: datetime) -> None:
+        """The sender proved `phone` is theirs: this identity joins that person."""
+        owner = session.scalar(select(Supporter).where(Supporter.phone == phone))
+        current = session.get(Supporter, identity.supporter_id) if identity.supporter_id else None
+        if owner is None:
+            if current is not None and current.phone is None:
+                current.phone = phone
+            else:
+                identity.supporter_id = self._supporter_for(session, phone, now)
+            session.flush()
+            return
+        if current is None or owner.id == current.id:
+            identity.supporter_id = owner.id
+            session.flush()
+            return
+        if is_postgres(session):
+            session.execute(select(Supporter.id).where(Supporter.id == owner.id)
+                            .with_for_update())
+        merge_supporters(session, source=current.id, target=owner.id)
+        session.refresh(identity)
 
     def _supporter_for(self, session: Session, phone: str, now: datetime) -> int:
         if phone:
@@ -248,7 +303,8 @@ class Service:
         existing = session.scalar(select(Signature.number).where(
             Signature.petition_id == petition_id, Signature.supporter_id == supporter_id))
         if existing is not None:  # signed meanwhile on another channel: never twice
-            return {"number": existing, "count": f"{self._total(session, sign.petition):,}"}
+            return {"number": existing, "count": f"{self._total(session, sign.petition):,}",
+                    "petition": sign.petition}
         if consent_id is None:  # consent was given on an earlier message: link the latest
             consent_id = session.scalar(
                 select(ConsentRecord.id).where(ConsentRecord.supporter_id == supporter_id,
@@ -271,7 +327,7 @@ class Service:
             referral=sign.referral or None, consent_id=consent_id, signed_at=now))
         session.flush()
         external = sum(e.count for e in self.config.petition(sign.petition).external)
-        return {"number": number, "count": f"{here + external:,}"}
+        return {"number": number, "count": f"{here + external:,}", "petition": sign.petition}
 
     def _total(self, session: Session, slug: str) -> int:
         here = self._counts(session).get(slug, 0)
@@ -299,13 +355,16 @@ class Service:
         elif conv.step != state.step.value or conv.data != data:
             conv.step, conv.data, conv.updated_at = state.step.value, data, now
 
-    def _render(self, outcome: Outcome, results: dict[str, Any]) -> tuple[Message, ...]:
+    def _render(self, outcome: Outcome, results: dict[str, Any],
+                channel: Channel) -> tuple[Message, ...]:
         messages = []
         for reply in outcome.replies:
             phrase = reply.phrase
             if phrase.key == "signed":
-                phrase = Phrase(phrase.key, {**phrase.params, "number": results.get("number"),
-                                             "count": results.get("count")})
+                late = {"number": results.get("number"), "count": results.get("count")}
+                if channel == Channel.TELEGRAM and self.telegram_username:
+                    late["share_link"] = self.share_link(results["petition"], results["number"])
+                phrase = Phrase(phrase.key, {**phrase.params, **late})
             messages.append(Message(self.texts.render(phrase, self.common), reply.options))
         return tuple(messages)
 
@@ -318,11 +377,7 @@ def erase_supporter(session: Session, supporter_id: int | None) -> None:
     for petition_id, channel in session.execute(
             select(Signature.petition_id, Signature.channel)
             .where(Signature.supporter_id == supporter_id)).tuples():
-        session.execute(update(Petition).where(Petition.id == petition_id)
-                        .values(signature_count=Petition.signature_count - 1))
-        session.execute(update(ChannelCount).where(ChannelCount.petition_id == petition_id,
-                                                   ChannelCount.channel == channel)
-                        .values(count=ChannelCount.count - 1))
+        _uncount(session, petition_id, channel)
     identity_ids = list(session.scalars(
         select(Identity.id).where(Identity.supporter_id == supporter_id)))
     session.execute(delete(Signature).where(Signature.supporter_id == supporter_id))
@@ -337,6 +392,31 @@ def erase_supporter(session: Session, supporter_id: int | None) -> None:
     session.execute(delete(Identity).where(Identity.supporter_id == supporter_id))
     session.execute(delete(Supporter).where(Supporter.id == supporter_id))
     session.expunge_all()
+
+
+def merge_supporters(session: Session, source: int, target: int) -> None:
+    """Fold one person's records into another's; a petition both signed counts once."""
+    target_petitions = set(session.scalars(
+        select(Signature.petition_id).where(Signature.supporter_id == target)))
+    for sig in session.scalars(select(Signature).where(Signature.supporter_id == source)).all():
+        if sig.petition_id in target_petitions:
+            _uncount(session, sig.petition_id, sig.channel)
+            session.delete(sig)
+        else:
+            sig.supporter_id = target
+    session.flush()
+    for model in (ConsentRecord, Identity):
+        session.execute(update(model).where(model.supporter_id == source)
+                        .values(supporter_id=target))
+    session.execute(delete(Supporter).where(Supporter.id == source))
+
+
+def _uncount(session: Session, petition_id: int, channel: str) -> None:
+    session.execute(update(Petition).where(Petition.id == petition_id)
+                    .values(signature_count=Petition.signature_count - 1))
+    session.execute(update(ChannelCount).where(ChannelCount.petition_id == petition_id,
+                                               ChannelCount.channel == channel)
+                    .values(count=ChannelCount.count - 1))
 
 
 def _delete_where(session: Session, model: Any, column: Any, ids: Iterable[int]) -> None:

@@ -74,6 +74,10 @@ DEFAULTS: dict[str, str] = {
                "and hand the petition to {decision_makers}. You must be {minimum_age} or "
                "over. Privacy notice: {privacy_url}",
     "ask_updates": "Would you like updates about this campaign on this channel?",
+    "offer_link": "Signed already by text message or WhatsApp? If you like, share your phone "
+                  "number with the button below so that we count you once.",
+    "phone_linked": "Thank you: this chat is now linked to your phone number.",
+    "contact_refused": "Please share your own phone number, not someone else's.",
     "over_budget": "You have sent us a lot of messages, so we will pause our replies for a "
                    "few minutes.",
 }
@@ -83,6 +87,7 @@ LABELS: dict[str, str] = {
     "SIGN": "Sign the petition", "MORE": "Read more", "INFO": "Info", "HELP": "Help",
     "YES": "Yes", "NO": "No", "EDIT": "Edit", "NONE": "I live outside the UK",
     "STATUS": "My data", "UPDATES": "Get updates", "START": "Start again", "DELETE": "Delete",
+    "SHARE_PHONE": "Share my phone number",
 }
 
 

@@ -13,9 +13,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 
 from bot.budget import ReplyBudget
+from bot.channels.telegram import TelegramGateway
 from bot.config import Config, load_config
 from bot.service import Service
-from bot.settings import Settings, local_secret_key
+from bot.settings import Settings, local_secret_key, quiet_library_loggers
 from models.db import make_engine, make_sessions
 
 log = logging.getLogger("petitionbot.web")
@@ -32,6 +33,7 @@ class Runtime:
     engine: Engine
     sessions: sessionmaker[Session]
     service: Service
+    telegram: TelegramGateway | None = None  # started on first use, in the serving process
 
 
 def runtime() -> Runtime:
@@ -42,11 +44,12 @@ def runtime() -> Runtime:
 def create_app(config: Settings | None = None) -> Flask:
     """Build the app from settings (default: the environment) and the config file."""
     settings = config or Settings.from_env()
+    quiet_library_loggers()
     content = load_config(settings.config_path)
     engine = make_engine(settings.database_url)
     sessions = make_sessions(engine)
-    budget = ReplyBudget(content.abuse.replies_per_window, content.abuse.window_seconds,
-                         settings.redis_url or "memory://")
+    budget = ReplyBudget.for_deployment(content.abuse.replies_per_window,
+                                        content.abuse.window_seconds, settings.redis_url)
     service = Service(content, sessions, budget)
     service.sync_petitions()
 
@@ -58,11 +61,15 @@ def create_app(config: Settings | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.public_base_url.startswith("https://"),
     )
-    app.extensions["petitionbot"] = Runtime(settings, content, engine, sessions, service)
+    telegram = TelegramGateway(settings.telegram_bot_token, settings.telegram_api_base_url) if (
+        settings.telegram_bot_token) else None
+    app.extensions["petitionbot"] = Runtime(settings, content, engine, sessions, service,
+                                            telegram)
 
-    from webhooks import api, twilio
+    from webhooks import api, telegram as telegram_webhook, twilio
 
     app.register_blueprint(twilio.bp)
+    app.register_blueprint(telegram_webhook.bp)
     app.register_blueprint(api.bp)
 
     @app.errorhandler(SQLAlchemyError)

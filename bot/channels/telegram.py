@@ -1,0 +1,230 @@
+"""Telegram at the edge: updates in, replies out, through python-telegram-bot.
+
+The same `process_update` serves long polling (PTB's Application owns the loop) and the
+webhook (a `TelegramGateway` owns one event loop in a thread, so sync WSGI views can hand
+it coroutines; PTB's update queue is never used from a view). State lives in the database,
+never in PTB's per-process conversation or user data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import warnings
+from collections.abc import Coroutine, Sequence
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from telegram import (
+    Bot,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    ReplyKeyboardMarkup,
+    Update,
+)
+from telegram.constants import ParseMode
+from sqlalchemy.exc import SQLAlchemyError
+from telegram.error import ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError
+
+from bot.conversation import Channel
+from bot.phones import normalise_phone
+from bot.render import Message, Rendered, render
+from bot.service import Received, Service
+
+log = logging.getLogger("petitionbot.telegram")
+T = TypeVar("T")
+
+ALLOWED_UPDATES = ["message", "callback_query"]
+SEND_ATTEMPTS = 4
+MAX_RETRY_WAIT = 30.0
+
+
+def parse(update: Update) -> Received | None:
+    """The inbound message an update carries, or None for updates the bot ignores."""
+    chat = update.effective_chat
+    user = update.effective_user
+    if chat is None or user is None or chat.type != "private" or user.is_bot:
+        return None
+    provider_id = str(update.update_id)
+    address = str(chat.id)
+    if update.callback_query is not None:
+        return Received(Channel.TELEGRAM, address, update.callback_query.data or "", provider_id)
+    message = update.message
+    if message is None:
+        return None
+    if message.contact is not None:
+        own = message.contact.user_id == user.id  # only the sender's own number links
+        phone = normalise_phone(_with_plus(message.contact.phone_number)) if own else None
+        return Received(Channel.TELEGRAM, address, "", provider_id, phone=phone or "",
+                        contact="own" if phone else "other")
+    return Received(Channel.TELEGRAM, address, message.text or message.caption or "",
+                    provider_id)
+
+
+def _with_plus(number: str) -> str:
+    # Telegram usually sends international numbers without the leading "+".
+    number = number.strip()
+    return number if number.startswith("+") else "+" + number
+
+
+def markup(rendered: Rendered) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | None:
+    if rendered.contact_button:
+        return ReplyKeyboardMarkup([[KeyboardButton(rendered.contact_button,
+                                                    request_contact=True)]],
+                                   one_time_keyboard=True, resize_keyboard=True)
+    if not rendered.buttons:
+        return None
+    rows = [list(rendered.buttons[i:i + 2]) for i in range(0, len(rendered.buttons), 2)]
+    return InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=data)
+                                  for label, data in row] for row in rows])
+
+
+async def process_update(update: Update, bot: Bot, service: Service) -> None:
+    """Handle one update: record its effect once, then send the replies."""
+    query = update.callback_query
+    if query is not None:
+        await _quietly(query.answer())  # every press is answered, even a replayed one
+    received = parse(update)
+    if received is None:
+        return
+    handled = await asyncio.to_thread(service.receive, received)
+    if handled.duplicate:
+        return
+    if query is not None and query.message is not None and handled.replies:
+        # The pressed keyboard has done its job; leave the text, drop the buttons.
+        await _quietly(bot.edit_message_reply_markup(chat_id=received.address,
+                                                     message_id=query.message.message_id,
+                                                     reply_markup=None))
+    await deliver(bot, service, int(received.address), handled.replies)
+
+
+async def deliver(bot: Bot, service: Service, chat_id: int,
+                  messages: Sequence[Message]) -> None:
+    """Send replies in order, honouring flood waits, migrations and blocked chats."""
+    for message in messages:
+        rendered = render(message, Channel.TELEGRAM)
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            try:
+                await bot.send_message(chat_id, rendered.text, parse_mode=ParseMode.HTML,
+                                       reply_markup=markup(rendered),
+                                       link_preview_options=None)
+                break
+            except RetryAfter as error:
+                await asyncio.sleep(min(retry_seconds(error), MAX_RETRY_WAIT))
+            except ChatMigrated as error:
+                await asyncio.to_thread(service.move_address, Channel.TELEGRAM, str(chat_id),
+                                        str(error.new_chat_id))
+                chat_id = error.new_chat_id
+            except Forbidden:
+                log.info("telegram chat unreachable (blocked or deleted); marked")
+                await asyncio.to_thread(service.mark_unreachable, Channel.TELEGRAM,
+                                        str(chat_id))
+                return
+            except NetworkError as error:
+                if attempt == SEND_ATTEMPTS:
+                    log.warning("telegram reply not sent after %d attempts: %s", attempt,
+                                type(error).__name__)
+                    return
+                await asyncio.sleep(0.5 * 2 ** attempt)
+            except TelegramError as error:
+                log.warning("telegram reply refused: %s", type(error).__name__)
+                return
+
+
+def retry_seconds(error: RetryAfter) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wait = error.retry_after
+    return wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
+
+
+async def _quietly(call: Coroutine[Any, Any, Any]) -> None:
+    try:
+        await call
+    except TelegramError as error:
+        log.info("telegram call failed: %s", type(error).__name__)
+
+
+def make_bot(token: str, base_url: str) -> Bot:
+    return Bot(token, base_url=base_url)
+
+
+class TelegramGateway:
+    """One Bot on one event loop owned by a daemon thread, for synchronous callers."""
+
+    def __init__(self, token: str, base_url: str) -> None:
+        self.token = token
+        self.base_url = base_url
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._bot: Bot | None = None
+
+    @property
+    def bot(self) -> Bot:
+        self._start()
+        assert self._bot is not None
+        return self._bot
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        """Run a coroutine on the owned loop and wait for its result."""
+        self._start()
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._loop is not None:
+                return
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="telegram-loop", daemon=True).start()
+            bot = make_bot(self.token, self.base_url)
+            try:
+                asyncio.run_coroutine_threadsafe(bot.initialize(), loop).result(30)
+            except BaseException:
+                loop.call_soon_threadsafe(loop.stop)
+                raise
+            self._loop, self._bot = loop, bot
+
+    def close(self) -> None:
+        with self._lock:
+            if self._loop is None or self._bot is None:
+                return
+            asyncio.run_coroutine_threadsafe(self._bot.shutdown(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._loop = self._bot = None
+
+
+def run_polling(service: Service, token: str, base_url: str) -> None:
+    """Long polling until SIGINT or SIGTERM (no public URL needed); removes any webhook."""
+    from telegram.ext import Application, ContextTypes, TypeHandler
+
+    async def on_update(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        # The offset moves past an update once fetched, so its effect must not be lost:
+        # while the database is away, keep retrying this update before taking the next.
+        delay = 1.0
+        while True:
+            try:
+                await process_update(update, context.bot, service)
+                return
+            except SQLAlchemyError as error:
+                log.warning("database unavailable (%s); retrying update in %.0fs",
+                            type(error).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def post_init(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        service.telegram_username = application.bot.username or ""
+        log.info("telegram polling started")
+
+    application = (Application.builder().token(token).base_url(base_url)
+                   .post_init(post_init).build())
+    application.add_handler(TypeHandler(Update, on_update))
+    application.run_polling(allowed_updates=ALLOWED_UPDATES)
+    log.info("telegram polling stopped")
+
+
+async def set_webhook(token: str, base_url: str, url: str, secret: str) -> bool:
+    async with make_bot(token, base_url) as bot:
+        return await bot.set_webhook(url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
