@@ -50,8 +50,14 @@ def chat(settings: Settings, channel_name: str, address: str) -> None:
         except (EOFError, KeyboardInterrupt):
             click.echo()
             return
-        handled = service.receive(Received(channel, address, text,
-                                           f"console-{uuid.uuid4().hex}", phone=phone))
+        message_id = f"console-{uuid.uuid4().hex}"
+        shared = normalise_phone(text[6:]) if channel == Channel.TELEGRAM and (
+            text.upper().startswith("SHARE ")) else None
+        if shared:  # the simulator's stand-in for Telegram's "share my phone number" button
+            received = Received(channel, address, "", message_id, phone=shared, contact="own")
+        else:
+            received = Received(channel, address, text, message_id, phone=phone)
+        handled = service.receive(received)
         if not handled.replies:
             click.echo(click.style("  (no reply)", dim=True))
         for message in handled.replies:
