@@ -357,6 +357,9 @@ def _texts(r: _Reader) -> dict[str, str]:
         if key not in texts.DEFAULTS:
             r.errors.append(f"{path}: unknown text (known: see bot/texts.py)")
             continue
+        if key in ("consent", "ask_updates"):
+            r.errors.append(f"{path}: set this wording in [privacy] (with its version)")
+            continue
         if not isinstance(value, str) or not value.strip():
             r.errors.append(f"{path}: must be a non-empty string")
             continue

@@ -217,12 +217,15 @@ def handle(state: State, inbound: Inbound, ctx: Context, now: datetime) -> Outco
     del now  # every time-dependent fact reaches the core through ctx; kept for the contract
     text = clean(inbound.text, limit=1600)
     turn = _Turn(state, inbound, ctx, text, _keyword(text, state, inbound.channel))
-    if inbound.opt_out in ("STOP", "START"):
+    # Twilio marks "YES" as an opt-in (START) too: it only means START to someone opted out.
+    if inbound.opt_out == "STOP" or (inbound.opt_out == "START" and ctx.supporter.opted_out):
         turn = replace(turn, keyword=inbound.opt_out)
     if ctx.supporter.opted_out:
         return _resume(turn) if turn.keyword in START_WORDS else Outcome(state)
     if wants_to_stop(inbound):
-        return Outcome(state, (Reply(Phrase("stopped")),), (OptOut(),))
+        # Whatever was being collected for a signature is forgotten with the STOP.
+        forgotten = State(petition=state.petition, referral=state.referral)
+        return Outcome(forgotten, (Reply(Phrase("stopped")),), (OptOut(),))
     if inbound.contact == "other":
         return Outcome(state, (Reply(Phrase("contact_refused"), state.options),))
     if inbound.contact == "own":
@@ -232,10 +235,17 @@ def handle(state: State, inbound: Inbound, ctx: Context, now: datetime) -> Outco
     global_handler = GLOBALS.get(turn.keyword)
     if global_handler and not (turn.keyword == "START" and len(words) > 1):
         return global_handler(turn)
-    if turn.keyword == "START" or (turn.keyword == "SIGN" and len(words) == 2
-                                   and state.step in (Step.NEW, Step.MENU, Step.SIGNED)):
-        return _open(turn, words[1] if len(words) > 1 else "")
+    if turn.keyword == "START":
+        return _open(turn, words[1])
+    if turn.keyword == "SIGN" and len(words) == 2 and (
+            state.step in (Step.NEW, Step.MENU, Step.SIGNED)):
+        return _open(turn, words[1])
     return STEPS[state.step](turn)
+
+
+def _petition_named(ctx: Context, code: str) -> PetitionView | None:
+    code = code.upper()
+    return next((p for p in ctx.petitions.values() if code in (p.code, p.slug.upper())), None)
 
 
 def wants_to_stop(inbound: Inbound) -> bool:
@@ -281,7 +291,8 @@ def _restart(t: _Turn) -> Outcome:
 
 
 def _resume(t: _Turn) -> Outcome:
-    greeting = _greet(t)
+    words = t.text.split()
+    greeting = _open(t, words[1]) if len(words) == 2 else _greet(t)
     return Outcome(greeting.state, (Reply(Phrase("started")), *greeting.replies), (OptIn(),))
 
 
@@ -317,8 +328,9 @@ def consent(t: _Turn) -> Outcome:
         state = replace(t.state, step=Step.NAME, options=())
         grant = GrantConsent(Purpose.SIGN, t.petition.slug, t.ctx.privacy_version)
         return Outcome(state, (Reply(Phrase("ask_name")),), (grant,))
-    if t.keyword == "NO":
-        state = replace(t.state, step=Step.MENU, options=_menu_options(t))
+    if t.keyword == "NO":  # "nothing has been stored": drop details left from an earlier try
+        state = State(step=Step.MENU, petition=t.state.petition, referral=t.state.referral,
+                      options=_menu_options(t))
         return Outcome(state, (Reply(Phrase("consent_declined"), state.options),))
     return _reprompt(t)
 
@@ -422,10 +434,7 @@ STEPS: dict[Step, Callable[[_Turn], Outcome]] = {
 def _open(t: _Turn, payload: str) -> Outcome:
     """Open a petition named by code (SIGN CODE, or a deep-link payload CODE_referral)."""
     code, _, referral = payload.partition("_")
-    petition = None
-    if payload and PAYLOAD.match(payload):
-        petition = next((p for p in t.ctx.petitions.values()
-                         if code.upper() in (p.code, p.slug.upper())), None)
+    petition = _petition_named(t.ctx, code) if payload and PAYLOAD.match(payload) else None
     if payload and petition is None:
         greeting = _greet(t)
         return replace(greeting, replies=(Reply(Phrase("unknown_petition")), *greeting.replies))
@@ -508,7 +517,8 @@ def _options_for(t: _Turn, step: Step) -> tuple[str, ...]:
 
 def _keyword(text: str, state: State, channel: Channel) -> str:
     """The keyword a message means: its first word, upper-cased, or an option's number."""
-    if channel != Channel.TELEGRAM and text.isdigit() and state.options:
+    # isdecimal, not isdigit: "²" and "⑴" are digits that int() refuses.
+    if channel != Channel.TELEGRAM and text.isdecimal() and state.options:
         index = int(text) - 1
         return state.options[index] if 0 <= index < len(state.options) else ""
     if text.upper().strip(" .!") in YES_WORDS:
@@ -544,12 +554,17 @@ def clean(text: str, limit: int) -> str:
     return " ".join(text.split())[:limit]
 
 
+def _is_keyword(text: str) -> bool:
+    """A keyword or a yes/no answer ("Yes.", "ok"), which is never a name or a country."""
+    return text.upper().strip(" .!,?") in RESERVED | YES_WORDS | NO_WORDS
+
+
 def valid_name(raw: str) -> str | None:
     """A person's full name, or None: letters and name punctuation, no formula prefix."""
     if len(raw) > MAX_NAME * 4:
         return None
     name = clean(raw, limit=MAX_NAME + 1)
-    if not 1 <= len(name) <= MAX_NAME or name[0] in "=+-@" or name.upper() in RESERVED:
+    if not 1 <= len(name) <= MAX_NAME or name[0] in "=+-@" or _is_keyword(name):
         return None
     if not all(c.isalpha() or c in NAME_PUNCTUATION or unicodedata.category(c).startswith("M")
                for c in name):
@@ -562,7 +577,7 @@ def valid_country(raw: str) -> str | None:
     if len(raw) > MAX_COUNTRY * 4:
         return None
     country = clean(raw, limit=MAX_COUNTRY + 1)
-    if not 2 <= len(country) <= MAX_COUNTRY or country[0] in "=+-@":
+    if not 2 <= len(country) <= MAX_COUNTRY or country[0] in "=+-@" or _is_keyword(country):
         return None
     if not all(c.isalpha() or c in COUNTRY_PUNCTUATION for c in country):
         return None

@@ -64,11 +64,11 @@ def campaign_stats(session: Session, config: Config) -> str:
                      f"({petition.signature_count:,} here"
                      + "".join(f", {e.count:,} on {e.source}" for e in content.external) + ")")
         channels = session.execute(select(ChannelCount.channel, ChannelCount.count)
-                                   .where(ChannelCount.petition_id == petition.id)).tuples()
+                                   .where(ChannelCount.petition_id == petition.id)).all()
         lines.append("  by channel: " + ", ".join(f"{c} {n:,}" for c, n in channels))
         nations = session.execute(
             select(Signature.nation, func.count()).where(Signature.petition_id == petition.id)
-            .group_by(Signature.nation).order_by(func.count().desc())).tuples()
+            .group_by(Signature.nation).order_by(func.count().desc())).all()
         lines.append("  by nation: " + (", ".join(f"{n} {c:,}" for n, c in nations) or "-"))
         subscribers = session.scalar(select(func.count()).select_from(Subscription)
                                      .where(Subscription.petition_id == petition.id)) or 0

@@ -34,9 +34,11 @@ class Rendered:
 def render(message: Message, channel: Channel) -> Rendered:
     """The message as `channel` shows it."""
     if channel == Channel.TELEGRAM:
-        text = html.escape(message.text, quote=False)
-        if len(text) > TELEGRAM_LIMIT:
-            text = text[: TELEGRAM_LIMIT - 3].rsplit(" ", 1)[0] + "..."
+        raw = message.text
+        text = html.escape(raw, quote=False)
+        while len(text) > TELEGRAM_LIMIT:  # cut the words, never an &amp; in half
+            raw = raw[: len(raw) - (len(text) - TELEGRAM_LIMIT) - 3].rstrip()
+            text = html.escape(raw, quote=False) + "..."
         buttons = tuple((LABELS.get(o, o.title()), o) for o in message.options
                         if o != SHARE_PHONE)
         contact = LABELS[SHARE_PHONE] if SHARE_PHONE in message.options else ""

@@ -131,19 +131,21 @@ class Service:
 
     def _receive(self, session: Session, msg: Received) -> Handled:
         now = self.clock()
-        identity = self._identity(session, msg, now)
+        # The message's key first: a replay, even one that waited here for its first copy,
+        # must touch nothing (finding the identity would recreate a person DELETE erased).
         inbound_id = insert_ignore(
             session, InboundMessage,
             {"channel": msg.channel.value, "provider_id": msg.provider_id,
-             "identity_id": identity.id, "body": msg.text[:1600], "received_at": now},
+             "identity_id": None, "body": msg.text[:1600], "received_at": now},
             ["channel", "provider_id"], returning=InboundMessage.id)
         if inbound_id is None:  # a replay: the first copy had the effect
-            return Handled((), duplicate=True, identity_id=identity.id)
+            return Handled((), duplicate=True)
+        identity = self._identity(session, msg, now)
+        session.execute(update(InboundMessage).where(InboundMessage.id == inbound_id)
+                        .values(identity_id=identity.id))
         if msg.contact == "own" and msg.phone and msg.channel == Channel.TELEGRAM:
             self._link_phone(session, identity, msg.phone, now)
         inbound = Inbound(msg.channel, msg.text, msg.provider_id, msg.opt_out, msg.contact)
-        verdict = self.budget.spend(msg.channel.value, msg.address) if self.budget else (
-            Verdict.REPLY)
         conv = session.get(Conversation, identity.id)
         state = _state(conv)
         facts = self._facts(session, identity)
@@ -153,12 +155,19 @@ class Service:
         ctx = core.Context(self.catalogue.views(self._counts(session)),
                            self.config.default_petition, facts, self.config.privacy.version,
                            offer_phone_link=offer_link)
+        outcome = core.handle(state, inbound, ctx, now)  # pure: nothing happens until _apply
+        # After STOP nothing is said, so nothing is spent: else a stopped sender who keeps
+        # writing would get the over-budget notice, and then find their START refused.
+        silent = facts.opted_out and not outcome.replies
+        verdict = self.budget.spend(msg.channel.value, msg.address) if self.budget and (
+            not silent) else Verdict.REPLY
+        # A STOP is always acknowledged: an acknowledgement only follows a START, which is
+        # itself budgeted, so this cannot be turned into unbounded replies.
         if verdict != Verdict.REPLY and not (core.wants_to_stop(inbound) and not facts.opted_out):
             identity.last_inbound_at = now
             notice = (Message(self.texts.render(Phrase("over_budget"), self.common)),)
             return Handled(notice if verdict == Verdict.NOTICE else (), identity_id=identity.id,
                            step=state.step.value)
-        outcome = core.handle(state, inbound, ctx, now)
         results = self._apply(session, outcome, identity, msg, now)
         if results.get("erased"):
             return Handled(self._render(outcome, results, msg.channel), identity_id=None,
@@ -167,7 +176,7 @@ class Service:
         if identity.unreachable_at is not None:  # they wrote to us: reachable again
             identity.unreachable_at = None
         self._save(session, identity, conv, outcome.state, now)
-        replies = self._render(outcome, results, msg.channel) if verdict == Verdict.REPLY else ()
+        replies = self._render(outcome, results, msg.channel)
         return Handled(replies, identity_id=identity.id, step=outcome.state.step.value)
 
     # Loading -------------------------------------------------------------------------
@@ -195,8 +204,11 @@ class Service:
         elif is_postgres(session):
             # One lock per person, whatever the channel: two messages at once, or SMS and
             # WhatsApp at once, are handled one after the other.
-            session.execute(select(Supporter.id).where(Supporter.id == found.supporter_id)
-                            .with_for_update())
+            locked = session.scalar(select(Supporter.id).where(Supporter.id == found.supporter_id)
+                                    .with_for_update())
+            if locked is None:  # erased (DELETE) while we waited: a stranger from now on
+                session.expunge(found)
+                return self._identity(session, msg, now)
         session.refresh(found)
         return found
 
@@ -250,7 +262,7 @@ class Service:
 
     def _counts(self, session: Session) -> dict[str, int]:
         return {slug: count for slug, count in
-                session.execute(select(Petition.slug, Petition.signature_count)).tuples()}
+                session.execute(select(Petition.slug, Petition.signature_count)).all()}
 
     # Effects ---------------------------------------------------------------------------
 
@@ -376,7 +388,7 @@ def erase_supporter(session: Session, supporter_id: int | None) -> None:
         return
     for petition_id, channel in session.execute(
             select(Signature.petition_id, Signature.channel)
-            .where(Signature.supporter_id == supporter_id)).tuples():
+            .where(Signature.supporter_id == supporter_id)).all():
         _uncount(session, petition_id, channel)
     identity_ids = list(session.scalars(
         select(Identity.id).where(Identity.supporter_id == supporter_id)))

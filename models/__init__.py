@@ -1,6 +1,7 @@
 """The data model: typed SQLAlchemy 2 models, engines and sessions, Alembic migrations."""
 
 from models.base import Base
+from models.broadcast import Announcement, Delivery
 from models.core import (
     ChannelCount,
     ConsentRecord,
@@ -13,5 +14,17 @@ from models.core import (
     Supporter,
 )
 
-__all__ = ["Base", "ChannelCount", "ConsentRecord", "Conversation", "Identity",
-           "InboundMessage", "Petition", "Signature", "Subscription", "Supporter"]
+__all__ = [
+    "Announcement",
+    "Base",
+    "ChannelCount",
+    "ConsentRecord",
+    "Conversation",
+    "Delivery",
+    "Identity",
+    "InboundMessage",
+    "Petition",
+    "Signature",
+    "Subscription",
+    "Supporter",
+]

@@ -66,7 +66,8 @@ def create_app(config: Settings | None = None) -> Flask:
     app.extensions["petitionbot"] = Runtime(settings, content, engine, sessions, service,
                                             telegram)
 
-    from webhooks import api, telegram as telegram_webhook, twilio
+    from webhooks import api, twilio
+    from webhooks import telegram as telegram_webhook
 
     app.register_blueprint(twilio.bp)
     app.register_blueprint(telegram_webhook.bp)

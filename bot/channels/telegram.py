@@ -16,6 +16,7 @@ from collections.abc import Coroutine, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import SQLAlchemyError
 from telegram import (
     Bot,
     InlineKeyboardButton,
@@ -25,7 +26,6 @@ from telegram import (
     Update,
 )
 from telegram.constants import ParseMode
-from sqlalchemy.exc import SQLAlchemyError
 from telegram.error import ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError
 
 from bot.conversation import Channel

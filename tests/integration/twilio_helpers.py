@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import secrets
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import phonenumbers
 from flask.testing import FlaskClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 from twilio.request_validator import RequestValidator
 from werkzeug.test import TestResponse
 
+from models import Conversation, Identity
 from tests.conftest import PUBLIC_URL, TWILIO_SID, TWILIO_TOKEN
 
 PATH = "/twilio/messages"
@@ -43,11 +47,13 @@ def sms_payload(sender: str, body: str, sid: str | None = None, **extra: str) ->
 
 def whatsapp_payload(sender: str, body: str, sid: str | None = None,
                      profile_name: str = "", **extra: str) -> dict[str, str]:
-    """The form Twilio posts for an inbound WhatsApp text; `sender` is the bare E.164 number."""
+    """The form Twilio posts for an inbound WhatsApp text from `sender` (a phone number)."""
     sid = sid or new_sid()
+    e164 = phonenumbers.format_number(phonenumbers.parse(sender, "GB"),
+                                      phonenumbers.PhoneNumberFormat.E164)
     return {
         "SmsMessageSid": sid, "NumMedia": "0", "ProfileName": profile_name,
-        "MessageType": "text", "SmsSid": sid, "WaId": sender.lstrip("+"),
+        "MessageType": "text", "SmsSid": sid, "WaId": e164.removeprefix("+"),
         "SmsStatus": "received", "Body": body, "To": WHATSAPP_NUMBER, "NumSegments": "1",
         "ReferralNumMedia": "0", "MessageSid": sid, "AccountSid": TWILIO_SID,
         "From": "whatsapp:" + sender, "ApiVersion": "2010-04-01", **extra,
@@ -99,3 +105,44 @@ class Texter:
 def signs(texter: Texter, name: str, postcode: str, updates: str = "NO") -> list[list[str]]:
     """The whole signing, as a transcript of reply lists (one list per message sent)."""
     return [texter.says(body) for body in ("Hi", "SIGN", "YES", name, postcode, "YES", updates)]
+
+
+def reaches_review(texter: Texter, name: str, postcode: str) -> None:
+    """Everything up to the last question before signing ("Reply YES to sign")."""
+    for body in ("Hi", "SIGN", "YES", name):
+        assert texter.says(body)
+    assert "Reply YES to sign" in "\n".join(texter.says(postcode))
+
+
+Script = Sequence[tuple[str, str, str]]
+
+
+def converse(texter: Texter, sessions: sessionmaker[Session], script: Script) -> None:
+    """Play a transcript: (what the supporter sends, part of what the bot must say, the step
+    the conversation is in afterwards); "" for the bot's words means it must say nothing."""
+    for body, expected, step in script:
+        said = "\n".join(texter.says(body))
+        if expected:
+            assert expected in said, f"sent {body!r}, bot said {said!r}"
+        else:
+            assert said == "", f"sent {body!r}, expected silence, bot said {said!r}"
+        assert step_of(sessions, texter) == step, f"after {body!r}"
+
+
+def address_of(texter: Texter) -> str:
+    return phonenumbers.format_number(phonenumbers.parse(texter.number, "GB"),
+                                      phonenumbers.PhoneNumberFormat.E164)
+
+
+def identity_of(sessions: sessionmaker[Session], texter: Texter) -> Identity | None:
+    with sessions() as session:
+        return session.scalar(select(Identity).where(Identity.channel == texter.channel,
+                                                     Identity.address == address_of(texter)))
+
+
+def step_of(sessions: sessionmaker[Session], texter: Texter) -> str | None:
+    """The step the texter's conversation on their channel is in (None: no conversation)."""
+    with sessions() as session:
+        return session.scalar(
+            select(Conversation.step).join(Identity, Identity.id == Conversation.identity_id)
+            .where(Identity.channel == texter.channel, Identity.address == address_of(texter)))

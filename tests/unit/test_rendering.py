@@ -1,0 +1,137 @@
+"""Every reply the bot can give, as each channel shows it: SMS in GSM-7 within three
+segments and never cut short, WhatsApp within Twilio's limit, Telegram HTML-escaped with
+buttons whose callback_data is the keyword."""
+
+from __future__ import annotations
+
+import functools
+import html
+from datetime import UTC, datetime
+
+import pytest
+
+from bot.conversation import Channel, SignatureView, State, Step, SupporterView
+from bot.gsm import is_gsm7, segments, to_gsm7
+from bot.render import SHARE_PHONE, Message, Rendered, render
+from bot.texts import DEFAULTS, LABELS, Phrase
+from tests.unit.transcript import FakeShell, Said
+
+# 80 characters, the longest name allowed, full of letters SMS cannot carry.
+NAME_80 = "Zoë Łukasz-Ó'Brien Wiśniewska-Żółć Þórðardóttir Nguyễn Thị Minh Khai Đặng Ōtsuka"
+# Texts that only ever appear inside another one (status lines, places).
+NESTED = {"status_signature", "status_updates", "status_in_progress", "place_postcode",
+          "place_country"}
+SHELL_ONLY = {"over_budget"}  # said by the shell, not the conversation
+TELEGRAM_ONLY = {"offer_link", "phone_linked", "contact_refused"}  # linking a phone number
+
+
+@functools.cache
+def walk(channel: Channel) -> list[Said]:
+    """Every step and every answer, with the longest content the shipped config has."""
+    said: list[Said] = []
+    zoe = FakeShell(channel, here={"sirt": 123_456})
+    pages = len(zoe.catalogue.pages["sirt"])
+    said += zoe.sends(["hi", *["MORE"] * (pages + 1), "INFO", "HELP", "STATUS", "SIGN", "HELP",
+                       "perhaps", "NO", "SIGN", "YES", "", "HELP", NAME_80, "STATUS", "ZZ9",
+                       "NONE", "12", "UK", "NONE", "Trinidad & Tobago", "EDIT", NAME_80,
+                       "TD15 1AA", "hmm", "YES", "maybe", "YES", "STATUS", "SIGN", "hello",
+                       "MORE", "INFO", "DELETE", "nope", "NO", "STOP", "START", "DELETE", "YES"])
+    assert zoe.state == State() and zoe.effects
+    yusuf = FakeShell(channel)
+    said += yusuf.sends(["SIGN NOPE", "/start SIRT_ref42", "SIGN", "YES", "Yusuf Ali", "SW1A 1AA",
+                         "NO", "SIGN", "YES", "Yusuf Ali", "BT1 5GS", "YES", "NO", "UPDATES",
+                         "NO", "RESTART"])
+    # A conversation saved by an older version, with no choices remembered.
+    xena = FakeShell(channel, state=State(step=Step.MENU, petition="sirt"))
+    said += xena.sends(["what?"])
+    if channel == Channel.TELEGRAM:
+        said += [xena.send("", contact="other"), xena.send("", contact="own")]
+    return said
+
+
+def pairs(said: list[Said]) -> list[tuple[Message, Rendered]]:
+    return [pair for s in said for pair in zip(s.messages, s.rendered, strict=True)]
+
+
+@pytest.mark.parametrize("channel", list(Channel))
+def test_the_walk_reaches_every_text_the_conversation_has(channel: Channel) -> None:
+    seen = {key for s in walk(channel) for key in s.keys}
+    expected = set(DEFAULTS) - NESTED - SHELL_ONLY
+    assert seen == (expected if channel == Channel.TELEGRAM else expected - TELEGRAM_ONLY)
+
+
+def test_every_sms_is_gsm7_within_three_segments_and_never_cut() -> None:
+    for message, rendered in pairs(walk(Channel.SMS)):
+        assert is_gsm7(rendered.text), rendered.text
+        assert segments(rendered.text) <= 3, rendered.text
+        # Nothing was truncated: the SMS is the WhatsApp text, transliterated.
+        assert rendered.text == to_gsm7(render(message, Channel.WHATSAPP).text), rendered.text
+        assert rendered.buttons == ()
+
+
+def test_zoe_sees_her_name_without_letters_sms_cannot_carry() -> None:
+    zoe = FakeShell(Channel.SMS)
+    said = zoe.sends(["hi", "SIGN", "YES", NAME_80])[-1]
+    assert "Thanks, Zoe Lukasz-O'Brien Wisniewska-Zolc Thordardottir Nguyen Thi" in said.text
+    assert zoe.state.name == NAME_80  # stored as she wrote it
+
+
+def test_every_whatsapp_message_is_within_twilios_limit() -> None:
+    for message, rendered in pairs(walk(Channel.WHATSAPP)):
+        assert len(rendered.text) < 1600
+        assert rendered.text.startswith(message.text), "nothing cut"
+        if len(message.options) > 1:
+            assert "Reply 1 " + message.options[0] in rendered.text
+        assert rendered.buttons == ()
+
+
+def test_every_telegram_message_is_escaped_with_keyword_buttons() -> None:
+    for message, rendered in pairs(walk(Channel.TELEGRAM)):
+        assert rendered.text == html.escape(message.text, quote=False)
+        assert len(rendered.text) < 4096
+        assert "Reply 1" not in rendered.text
+        inline = [o for o in message.options if o != SHARE_PHONE]
+        assert [data for _, data in rendered.buttons] == inline
+        assert rendered.contact_button == (
+            LABELS[SHARE_PHONE] if SHARE_PHONE in message.options else "")
+        for label, data in rendered.buttons:
+            assert data == data.upper() and data.isalpha()
+            assert len(data.encode()) <= 64
+            assert label == LABELS[data]
+
+
+def test_ulrich_on_telegram_sees_an_ampersand_escaped_in_his_review() -> None:
+    ulrich = FakeShell(Channel.TELEGRAM)
+    said = ulrich.sends(["hi", "SIGN", "YES", "Ulrich Weber", "NONE", "Trinidad & Tobago"])[-1]
+    assert "Country: Trinidad &amp; Tobago" in said.text
+
+
+def test_a_stored_name_with_markup_is_escaped_on_telegram() -> None:
+    # Names typed into the bot cannot hold "<" or "&", but a stored one (an import, an older
+    # version) is shown escaped all the same.
+    signature = SignatureView("sirt", 3, datetime(2026, 2, 1, tzinfo=UTC), Channel.SMS,
+                              "Tom <b>& Jerry", "SW1A 1AA", "")
+    tom = FakeShell(Channel.TELEGRAM, supporter=SupporterView(signatures=(signature,)))
+    said = tom.send("STATUS")
+    assert "as Tom &lt;b&gt;&amp; Jerry, Postcode: SW1A 1AA" in said.text
+    assert "<b>" not in said.text
+    assert render(Message("<b>&</b>"), Channel.TELEGRAM).text == "&lt;b&gt;&amp;&lt;/b&gt;"
+
+
+@pytest.mark.parametrize("channel", list(Channel))
+def test_the_over_budget_notice_fits_every_channel(channel: Channel) -> None:
+    shell = FakeShell(channel)
+    text = shell.service.texts.render(Phrase("over_budget"), shell.service.common)
+    rendered = render(Message(text), channel)
+    assert rendered.text in (text, to_gsm7(text), html.escape(text, quote=False))
+    assert channel != Channel.SMS or segments(rendered.text) == 1
+
+
+def test_every_keyword_button_has_a_label_and_short_callback_data() -> None:
+    for keyword, label in LABELS.items():
+        rendered = render(Message("Choose", (keyword,)), Channel.TELEGRAM)
+        if keyword == SHARE_PHONE:  # a reply-keyboard button that shares the contact
+            assert rendered.buttons == () and rendered.contact_button == label
+            continue
+        assert rendered.buttons == ((label, keyword),)
+        assert len(keyword.encode()) <= 64
