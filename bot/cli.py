@@ -133,6 +133,227 @@ def _serve(host: str, port: int, workers: int, threads: int) -> None:
     Server().run()
 
 
+def _senders(settings: Settings) -> dict[str, Any]:
+    """A sender for every channel the environment configures."""
+    senders: dict[str, Any] = {}
+    if settings.twilio_enabled:
+        from bot.channels.twilio import TwilioSender
+
+        if settings.twilio_sms_from or settings.twilio_messaging_service_sid:
+            senders["sms"] = TwilioSender(settings, "sms")
+        if settings.twilio_whatsapp_from:
+            senders["whatsapp"] = TwilioSender(settings, "whatsapp")
+    if settings.telegram_bot_token:
+        from bot.channels.telegram import TelegramGateway, TelegramSender
+
+        senders["telegram"] = TelegramSender(
+            TelegramGateway(settings.telegram_bot_token, settings.telegram_api_base_url))
+    return senders
+
+
+@main.command()
+@click.option("--until-idle", is_flag=True,
+              help="Exit once nothing is left to send or wait for (for cron and tests).")
+@click.option("--batch", default=50, show_default=True, help="Deliveries claimed at a time.")
+@click.option("--stale-after", default=15.0, show_default=True, type=float,
+              help="Seconds after which a silent worker's deliveries are recovered.")
+def worker(until_idle: bool, batch: int, stale_after: float) -> None:
+    """Send announcements: claim deliveries, send at each channel's rate, record outcomes."""
+    from bot.pacing import make_pacer
+    from bot.worker import BroadcastWorker, stdout_if_tty
+    from models.db import make_engine, make_sessions
+
+    settings = _settings()
+    config = _config_or_exit(settings)
+    require_current_schema(settings)
+    senders = _senders(settings)
+    if not senders:
+        click.echo("No channel is configured to send on (set the Twilio or Telegram "
+                   "variables); deliveries will wait.", err=True)
+    pacer = make_pacer(dict(config.broadcast.rates), settings.redis_url)
+    runner = BroadcastWorker(config, make_sessions(make_engine(settings.database_url)), senders,
+                             pacer, batch=batch, stale_after=stale_after, out=stdout_if_tty())
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: runner.stop())
+    runner.run(until_idle=until_idle)
+
+
+@main.command()
+@click.option("--petition", "slug", required=True, help="The petition's slug.")
+@click.option("--text", required=True, help="The message; the charity's name and how to "
+              "stop are added where missing.")
+@click.option("--channel", "channels", multiple=True,
+              type=click.Choice(["sms", "whatsapp", "telegram"]), help="Only these channels.")
+@click.option("--nation", "nations", multiple=True, help="Only signers in these nations.")
+@click.option("--area", "areas", multiple=True, help="Only these postcode areas (e.g. EH).")
+@click.option("--test-group", is_flag=True, help="Only the staff test group.")
+@click.option("--template-sid", default=None,
+              help="WhatsApp template (ContentSid) for those outside the 24-hour window.")
+@click.option("--template-var", "template_vars", multiple=True, help="Template variable N=VALUE.")
+@click.option("--send", is_flag=True, help="Approve and queue it now.")
+@click.option("--schedule", "at", default=None, help="Approve and send at this local time "
+              "(YYYY-MM-DD HH:MM).")
+@click.option("--wait", is_flag=True, help="Follow the progress until it is sent.")
+def announce(slug: str, text: str, channels: tuple[str, ...], nations: tuple[str, ...],
+             areas: tuple[str, ...], test_group: bool, template_sid: str | None,
+             template_vars: tuple[str, ...], send: bool, at: str | None, wait: bool) -> None:
+    """Create an announcement: a draft and its preview, or (--send/--schedule) queue it."""
+    from bot import broadcast
+    from models.db import make_engine, make_sessions
+
+    settings = _settings()
+    config = _config_or_exit(settings)
+    require_current_schema(settings)
+    if send and at:
+        raise click.UsageError("use --send or --schedule, not both")
+    variables = dict(v.split("=", 1) for v in template_vars if "=" in v) or None
+    when = _local_time(at, config) if at else None
+    sessions = make_sessions(make_engine(settings.database_url))
+    now = _utcnow()
+    by = "cli:" + os.environ.get("USER", "operator")
+    try:
+        with sessions.begin() as session:
+            announcement = broadcast.create(
+                session, config, slug, text, by, broadcast.Audience(
+                    channels, tuple(n.lower() for n in nations), areas, test_group),
+                now=now, content_sid=template_sid, variables=variables)
+            for line in broadcast.preview(session, config, announcement, now).lines():
+                click.echo(line)
+            if send or when:
+                queued = broadcast.approve(session, config, announcement, by, now, at=when)
+            announcement_id = announcement.id
+    except broadcast.BroadcastError as error:
+        raise click.ClickException(str(error)) from None
+    if when:
+        click.echo(f"Announcement {announcement_id} scheduled for {at} "
+                   f"({config.broadcast.timezone}).")
+    elif send:
+        click.echo(f"Announcement {announcement_id} queued for {queued:,} recipient(s); "
+                   "workers are sending it.")
+    else:
+        click.echo(f"Draft {announcement_id} saved. Approve it with: petitionbot announcement "
+                   f"approve {announcement_id}")
+    if wait and (send or when):
+        _follow(sessions, announcement_id)
+
+
+def _follow(sessions: Any, announcement_id: int) -> None:
+    import time
+
+    from bot import broadcast
+    from bot.worker import _Progress
+    from models import Announcement
+
+    printer = _Progress(sys.stdout if sys.stdout.isatty() else None)
+    while True:
+        with sessions() as session:
+            status = session.get(Announcement, announcement_id).status
+            counts = broadcast.progress(session, announcement_id)
+        if status in ("sent", "cancelled"):
+            printer.show(counts, final=True)
+            click.echo(f"Announcement {announcement_id} {status}.")
+            return
+        printer.show(counts)
+        time.sleep(1)
+
+
+def _local_time(text: str, config: Config) -> Any:
+    import datetime as dt
+    import zoneinfo
+
+    try:
+        naive = dt.datetime.strptime(text, "%Y-%m-%d %H:%M")
+    except ValueError:
+        raise click.BadParameter("use YYYY-MM-DD HH:MM", param_hint="--schedule") from None
+    return naive.replace(tzinfo=zoneinfo.ZoneInfo(config.broadcast.timezone)).astimezone(
+        dt.UTC)
+
+
+def _utcnow() -> Any:
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC)
+
+
+@main.group()
+def announcement() -> None:
+    """List, approve, pause, resume or cancel announcements."""
+
+
+@announcement.command("list")
+def announcement_list() -> None:
+    from sqlalchemy import select
+
+    from bot import broadcast
+    from models import Announcement
+    from models.db import make_engine, make_sessions
+
+    settings = _settings()
+    require_current_schema(settings)
+    with make_sessions(make_engine(settings.database_url))() as session:
+        for a in session.scalars(select(Announcement).order_by(Announcement.id.desc())
+                                 .limit(50)):
+            counts = broadcast.progress(session, a.id)
+            done = ", ".join(f"{k} {v:,}" for k, v in counts.items() if v)
+            click.echo(f"{a.id:>5}  {a.status:<10} {a.created_at:%Y-%m-%d %H:%M}  "
+                       f"{a.text[:50]!r}  {done}")
+
+
+@announcement.command("approve")
+@click.argument("announcement_id", type=int)
+@click.option("--schedule", "at", default=None, help="Send at this local time instead of now.")
+def announcement_approve(announcement_id: int, at: str | None) -> None:
+    _act(announcement_id, "approve", at)
+
+
+@announcement.command("cancel")
+@click.argument("announcement_id", type=int)
+def announcement_cancel(announcement_id: int) -> None:
+    _act(announcement_id, "cancel")
+
+
+@announcement.command("pause")
+@click.argument("announcement_id", type=int)
+def announcement_pause(announcement_id: int) -> None:
+    _act(announcement_id, "pause")
+
+
+@announcement.command("resume")
+@click.argument("announcement_id", type=int)
+def announcement_resume(announcement_id: int) -> None:
+    _act(announcement_id, "resume")
+
+
+def _act(announcement_id: int, action: str, at: str | None = None) -> None:
+    from bot import broadcast
+    from models import Announcement
+    from models.db import make_engine, make_sessions
+
+    settings = _settings()
+    config = _config_or_exit(settings)
+    require_current_schema(settings)
+    by = "cli:" + os.environ.get("USER", "operator")
+    now = _utcnow()
+    try:
+        with make_sessions(make_engine(settings.database_url)).begin() as session:
+            found = session.get(Announcement, announcement_id)
+            if found is None:
+                raise broadcast.BroadcastError(f"no announcement {announcement_id}")
+            if action == "approve":
+                broadcast.approve(session, config, found, by, now,
+                                  at=_local_time(at, config) if at else None)
+            elif action == "cancel":
+                broadcast.cancel(session, found, by, now)
+            elif action == "pause":
+                broadcast.pause(session, found)
+            else:
+                broadcast.resume(session, found)
+            status = found.status
+    except broadcast.BroadcastError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Announcement {announcement_id} is now {status}.")
+
+
 @main.command("telegram-poll")
 def telegram_poll() -> None:
     """Receive Telegram messages by long polling (no public URL needed)."""

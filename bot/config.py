@@ -56,6 +56,15 @@ class Broadcast:
     timezone: str
     quiet_hours: tuple[dt.time, dt.time] | None
     rates: Mapping[str, float]
+    frequency_cap: int = 3          # announcements one person may get ...
+    frequency_days: int = 7         # ... within this many days
+    max_attempts: int = 5
+
+
+@dataclass(frozen=True)
+class Staff:
+    telegram_ids: tuple[int, ...] = ()   # may use /announce and /stats in Telegram
+    test_group: tuple[str, ...] = ()     # "sms:+44...", "whatsapp:+44...", "telegram:123"
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,7 @@ class Petition:
     share_url: str
     external: tuple[ExternalCount, ...] = ()
     closed: dt.date | None = None
+    milestones: tuple[int, ...] = ()  # totals that create a draft announcement, once each
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,7 @@ class Config:
     default_petition: str
     texts: Mapping[str, str] = field(default_factory=dict)
     path: Path | None = None
+    staff: Staff = Staff()
 
     def petition(self, slug: str) -> Petition:
         """The petition with this slug (KeyError when unknown)."""
@@ -190,7 +201,7 @@ def parse_config(data: Mapping[str, Any], base: Path, path: Path | None = None) 
     """Validate already-parsed TOML data."""
     r = _Reader(data)
     r.unknown(data, "", {"default_petition", "organisation", "privacy", "broadcast", "abuse",
-                         "retention", "petitions", "texts"})
+                         "retention", "petitions", "texts", "staff"})
     organisation = _organisation(r)
     privacy = _privacy(r, organisation)
     broadcast = _broadcast(r)
@@ -210,10 +221,29 @@ def parse_config(data: Mapping[str, Any], base: Path, path: Path | None = None) 
     if petitions and default not in {p.slug for p in petitions}:
         r.errors.append(f"default_petition: no petition has slug {default!r}")
     overrides = _texts(r)
+    staff = _staff(r)
     if r.errors:
         raise ConfigError(path or "config", r.errors)
     return Config(organisation, privacy, broadcast, abuse, retention, tuple(petitions),
-                  default, overrides, path)
+                  default, overrides, path, staff)
+
+
+TEST_MEMBER = re.compile(r"^(sms|whatsapp):\+[1-9]\d{6,14}$|^telegram:-?\d{1,20}$")
+
+
+def _staff(r: _Reader) -> Staff:
+    t = r.table("staff", required=False)
+    r.unknown(t, "staff", {"telegram_ids", "test_group"})
+    ids = r.value(t, "staff", "telegram_ids", list, [])
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        r.errors.append("staff.telegram_ids: a list of numeric Telegram user ids")
+        ids = []
+    group = r.value(t, "staff", "test_group", list, [])
+    for i, member in enumerate(group):
+        if not isinstance(member, str) or not TEST_MEMBER.match(member):
+            r.errors.append(f"staff.test_group[{i}]: like \"sms:+447700900001\", "
+                            "\"whatsapp:+447700900001\" or \"telegram:123456\"")
+    return Staff(tuple(ids), tuple(m for m in group if isinstance(m, str)))
 
 
 def _organisation(r: _Reader) -> Organisation:
@@ -254,7 +284,8 @@ def _privacy(r: _Reader, org: Organisation) -> Privacy:
 
 def _broadcast(r: _Reader) -> Broadcast:
     t = r.table("broadcast")
-    r.unknown(t, "broadcast", {"timezone", "quiet_hours", "rates"})
+    r.unknown(t, "broadcast", {"timezone", "quiet_hours", "rates", "frequency_cap",
+                               "frequency_days", "max_attempts"})
     timezone = r.value(t, "broadcast", "timezone", str, "Europe/London")
     try:
         zoneinfo.ZoneInfo(timezone)
@@ -278,7 +309,10 @@ def _broadcast(r: _Reader) -> Broadcast:
         if rate is not None and not 0 < rate <= 1000:
             r.errors.append(f"broadcast.rates.{channel}: must be between 0 and 1000")
         rates[channel] = rate
-    return Broadcast(timezone, quiet, rates)
+    return Broadcast(timezone, quiet, rates,
+                     frequency_cap=_positive(r, t, "broadcast", "frequency_cap", 3),
+                     frequency_days=_positive(r, t, "broadcast", "frequency_days", 7),
+                     max_attempts=_positive(r, t, "broadcast", "max_attempts", 5))
 
 
 def _petitions(r: _Reader, base: Path) -> list[Petition]:
@@ -294,7 +328,7 @@ def _petitions(r: _Reader, base: Path) -> list[Petition]:
             continue
         r.unknown(t, path, {"slug", "code", "title", "summary", "issue", "issue_file",
                             "decision_makers", "organiser", "created", "goal", "share_url",
-                            "external", "closed"})
+                            "external", "closed", "milestones"})
         slug = r.value(t, path, "slug", str, _REQUIRED) or ""
         if slug and not SLUG.match(slug):
             r.errors.append(f"{path}.slug: lowercase letters, digits and dashes only")
@@ -325,6 +359,10 @@ def _petitions(r: _Reader, base: Path) -> list[Petition]:
                 r.errors.append(f"{epath}.count: must not be negative")
             external.append(ExternalCount(r.value(ext, epath, "source", str, _REQUIRED) or "",
                                           count or 0))
+        milestones = r.value(t, path, "milestones", list, [])
+        if not all(isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in milestones):
+            r.errors.append(f"{path}.milestones: a list of positive whole numbers")
+            milestones = []
         created = r.value(t, path, "created", dt.date, _REQUIRED)
         closed = r.value(t, path, "closed", dt.date, None)
         petition = Petition(
@@ -334,7 +372,7 @@ def _petitions(r: _Reader, base: Path) -> list[Petition]:
             organiser=r.value(t, path, "organiser", str, _REQUIRED) or "",
             created=created or dt.date.min, goal=_positive(r, t, path, "goal", 100000),
             share_url=r.value(t, path, "share_url", str, ""), external=tuple(external),
-            closed=closed)
+            closed=closed, milestones=tuple(sorted(milestones)))
         for key in ("title", "summary", "organiser"):
             _gsm(r, f"{path}.{key}", getattr(petition, key))
         if len(petition.summary) > 200:

@@ -37,7 +37,10 @@ def render(message: Message, channel: Channel) -> Rendered:
         raw = message.text
         text = html.escape(raw, quote=False)
         while len(text) > TELEGRAM_LIMIT:  # cut the words, never an &amp; in half
-            raw = raw[: len(raw) - (len(text) - TELEGRAM_LIMIT) - 3].rstrip()
+            # Escaping only lengthens, so dropping the excess in raw characters never
+            # overshoots by more than the entities' extra length; at least 1 per round.
+            excess = len(text) - TELEGRAM_LIMIT + (0 if text.endswith("...") else 3)
+            raw = raw[: len(raw) - max(excess // 5, 1)].rstrip()
             text = html.escape(raw, quote=False) + "..."
         buttons = tuple((LABELS.get(o, o.title()), o) for o in message.options
                         if o != SHARE_PHONE)

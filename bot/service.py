@@ -15,6 +15,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import conversation as core
+from bot.broadcast import milestone_drafts, skip_pending_for
 from bot.budget import ReplyBudget, Verdict
 from bot.config import Config
 from bot.conversation import Channel, Inbound, Outcome, State, Step, SupporterView
@@ -105,9 +106,13 @@ class Service:
     def mark_unreachable(self, channel: Channel, address: str) -> None:
         """The provider says this address cannot be reached (e.g. the bot was blocked)."""
         with self.sessions.begin() as session:
-            session.execute(update(Identity).where(Identity.channel == channel.value,
-                                                   Identity.address == address)
-                            .values(unreachable_at=self.clock()))
+            now = self.clock()
+            identity_id = session.scalar(select(Identity.id).where(
+                Identity.channel == channel.value, Identity.address == address))
+            if identity_id is not None:
+                session.execute(update(Identity).where(Identity.id == identity_id)
+                                .values(unreachable_at=now))
+                skip_pending_for(session, identity_id, "unreachable", now)
 
     def move_address(self, channel: Channel, old: str, new: str) -> None:
         """The provider moved a chat to a new address (Telegram's ChatMigrated)."""
@@ -339,6 +344,8 @@ class Service:
             referral=sign.referral or None, consent_id=consent_id, signed_at=now))
         session.flush()
         external = sum(e.count for e in self.config.petition(sign.petition).external)
+        milestone_drafts(session, self.config, sign.petition, here - 1 + external,
+                         here + external, now)
         return {"number": number, "count": f"{here + external:,}", "petition": sign.petition}
 
     def _total(self, session: Session, slug: str) -> int:
@@ -348,6 +355,7 @@ class Service:
     def _opt_out(self, session: Session, identity: Identity, msg: Received,
                  now: datetime) -> None:
         identity.opted_out_at = now
+        skip_pending_for(session, identity.id, "opted_out", now)  # even mid-broadcast
         subscriptions = session.scalars(
             select(Subscription).where(Subscription.identity_id == identity.id)).all()
         for sub in subscriptions:

@@ -74,6 +74,8 @@ TELEGRAM_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
 
 def quiet_library_loggers() -> None:
-    """httpx logs every request URL at INFO, and a Telegram URL holds the bot token."""
+    """Libraries that would log secrets or phone numbers at INFO are kept to warnings."""
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # twilio's client logs each request's parameters (phone numbers) at INFO.
+    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)

@@ -1,7 +1,7 @@
 """The data model: typed SQLAlchemy 2 models, engines and sessions, Alembic migrations."""
 
 from models.base import Base
-from models.broadcast import Announcement, Delivery
+from models.broadcast import Announcement, Delivery, Worker
 from models.core import (
     ChannelCount,
     ConsentRecord,
@@ -27,4 +27,5 @@ __all__ = [
     "Signature",
     "Subscription",
     "Supporter",
+    "Worker",
 ]

@@ -67,3 +67,13 @@ class Delivery(Base):
     created_at: Mapped[timestamp]
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class Worker(Base):
+    """A running broadcast worker's heartbeat: rows held by a silent worker are recovered."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[timestamp]
+    last_seen: Mapped[timestamp]

@@ -34,7 +34,7 @@ def webhook() -> Response:
     gateway = rt.telegram
     try:
         update = Update.de_json(data, gateway.bot)
-    except (KeyError, TypeError, ValueError):
+    except (AttributeError, KeyError, TypeError, ValueError):  # a field of the wrong type
         abort(400, "malformed Telegram Update")
     if rt.telegram.bot.username:
         rt.service.telegram_username = rt.telegram.bot.username

@@ -12,6 +12,7 @@ from flask import Blueprint, Response, abort, request
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
+from bot.broadcast import record_status
 from bot.conversation import Channel
 from bot.phones import normalise_phone
 from bot.render import render
@@ -43,6 +44,23 @@ def messages() -> Response:
     handled = runtime().service.receive(
         Received(channel, phone, form.get("Body", ""), sid, phone=phone, opt_out=opt_out))
     return twiml(render(message, channel).text for message in handled.replies)
+
+
+@bp.post("/status")
+def status() -> Response:
+    """A delivery report for a message we sent; a status never moves backwards."""
+    if request.mimetype != FORM:
+        abort(400, "expected a form-encoded Twilio request")
+    authenticate()
+    sid = request.form.get("MessageSid", "")
+    reported = request.form.get("MessageStatus", "")
+    if not MESSAGE_SID.match(sid) or not reported:
+        abort(400, "MessageSid and MessageStatus are required")
+    rt = runtime()
+    with rt.sessions.begin() as session:
+        record_status(session, sid, reported.lower(), request.form.get("ErrorCode") or None,
+                      rt.service.clock())
+    return Response(status=204)
 
 
 def authenticate() -> None:

@@ -9,6 +9,7 @@ never in PTB's per-process conversation or user data.
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 import threading
 import warnings
@@ -28,7 +29,9 @@ from telegram import (
 from telegram.constants import ParseMode
 from telegram.error import ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError
 
+from bot.broadcast import Job
 from bot.conversation import Channel
+from bot.outcomes import Result, SendResult
 from bot.phones import normalise_phone
 from bot.render import Message, Rendered, render
 from bot.service import Received, Service
@@ -228,3 +231,33 @@ def run_polling(service: Service, token: str, base_url: str) -> None:
 async def set_webhook(token: str, base_url: str, url: str, secret: str) -> bool:
     async with make_bot(token, base_url) as bot:
         return await bot.set_webhook(url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
+
+
+class TelegramSender:
+    """Broadcast sends through the process's TelegramGateway, errors in our words."""
+
+    def __init__(self, gateway: TelegramGateway) -> None:
+        self.gateway = gateway
+
+    def send(self, job: Job) -> SendResult:
+        from telegram.error import BadRequest, TimedOut
+
+        try:
+            message = self.gateway.run(self.gateway.bot.send_message(
+                int(job.address), html.escape(job.text, quote=False), parse_mode=ParseMode.HTML),
+                timeout=60)
+        except RetryAfter as error:
+            return SendResult(Result.RETRY, error="429", retry_after=retry_seconds(error))
+        except ChatMigrated as error:
+            return SendResult(Result.MOVED, error="migrated", new_address=str(error.new_chat_id))
+        except Forbidden:
+            return SendResult(Result.UNREACHABLE, error="403")
+        except TimedOut:
+            return SendResult(Result.UNKNOWN, error="timeout")  # it may have gone out
+        except BadRequest as error:
+            return SendResult(Result.FAILED, error=f"400 {error.message[:30]}")
+        except NetworkError:
+            return SendResult(Result.RETRY, error="network")
+        except TelegramError as error:
+            return SendResult(Result.FAILED, error=type(error).__name__[:40])
+        return SendResult(Result.SENT, provider_id=str(message.message_id))

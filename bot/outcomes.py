@@ -1,0 +1,35 @@
+"""What a send came to, in our words, whatever the provider said."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from bot.broadcast import Job
+
+
+class Result(StrEnum):
+    SENT = "sent"                # the provider accepted it
+    RETRY = "retry"              # nothing was sent; try again later (429, 5xx, no connection)
+    FAILED = "failed"            # refused for good (other 4xx)
+    UNKNOWN = "unknown"          # it may have gone out (no answer): never resend
+    SKIPPED = "skipped"          # not sent on purpose (WhatsApp window without a template)
+    OPTED_OUT = "opted_out"      # the provider says the recipient unsubscribed (21610)
+    UNREACHABLE = "unreachable"  # the recipient blocked the bot or left (Telegram 403)
+    TEMPLATE = "template"        # outside the WhatsApp window: send the template instead
+    MOVED = "moved"              # the chat has a new address (Telegram ChatMigrated)
+
+
+@dataclass(frozen=True)
+class SendResult:
+    result: Result
+    provider_id: str | None = None
+    error: str | None = None
+    retry_after: float | None = None
+    new_address: str | None = None
+    used_template: bool = False
+
+
+class Sender(Protocol):
+    def send(self, job: Job) -> SendResult: ...

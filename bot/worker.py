@@ -1,0 +1,365 @@
+"""The broadcast worker: claims deliveries, sends them at each channel's rate, records
+what happened. Any number of workers may run; they share the database and (through Redis)
+the send rate.
+
+Crash safety: a delivery is `claimed` in batches, then marked `sending` in its own commit
+just before the provider call, and settled in the next commit (which also marks the one
+after it). A worker that disappears leaves `claimed` rows (never attempted: they go back
+to pending) and at most one `sending` row per channel (in doubt: `unknown`, never resent).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import random
+import socket
+import sys
+import threading
+import time
+import uuid
+import zoneinfo
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import TextIO
+
+from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot import broadcast
+from bot.broadcast import Job
+from bot.config import Config
+from bot.outcomes import Result, SendResult, Sender
+from bot.pacing import LocalPacer, Pacer
+from models import Announcement, Delivery, Identity, Subscription, Worker
+from models.db import is_postgres
+
+log = logging.getLogger("petitionbot.worker")
+
+HEARTBEAT = 2.0           # seconds between heartbeats
+STALE_AFTER = 15.0        # a worker silent this long is gone; its rows are recovered
+IDLE_SLEEP = 0.5
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def in_quiet_hours(now: dt.datetime, config: Config) -> bool:
+    quiet = config.broadcast.quiet_hours
+    if quiet is None:
+        return False
+    local = now.astimezone(zoneinfo.ZoneInfo(config.broadcast.timezone)).time()
+    start, end = quiet
+    return start <= local or local < end if start > end else start <= local < end
+
+
+class BroadcastWorker:
+    def __init__(self, config: Config, sessions: sessionmaker[Session],
+                 senders: Mapping[str, Sender], pacer: Pacer | None = None,
+                 clock: Callable[[], dt.datetime] = utcnow, batch: int = 50,
+                 stale_after: float = STALE_AFTER, out: TextIO | None = None) -> None:
+        self.config = config
+        self.sessions = sessions
+        self.senders = dict(senders)
+        self.pacer = pacer or LocalPacer({})
+        self.clock = clock
+        self.batch = batch
+        self.stale_after = stale_after
+        self.id = f"{socket.gethostname()[:30]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.stopping = threading.Event()
+        self.out = out
+        self._texts: dict[tuple[int, str], str] = {}
+        self._busy: dict[str, bool] = {}
+
+    # The loop ------------------------------------------------------------------------
+
+    def run(self, until_idle: bool = False) -> None:
+        """Send until stopped (or, with until_idle, until nothing is left to do)."""
+        self._beat()
+        threads = [threading.Thread(target=self._channel_loop, args=(channel,),
+                                    name=f"send-{channel}", daemon=True)
+                   for channel in self.senders]
+        for thread in threads:
+            thread.start()
+        printer = _Progress(self.out)
+        try:
+            while not self.stopping.is_set():
+                self._housekeeping()
+                printer.show(self._totals())
+                if until_idle and self._idle():
+                    break
+                self.stopping.wait(HEARTBEAT if not until_idle else IDLE_SLEEP)
+        finally:
+            self.stopping.set()
+            for thread in threads:
+                thread.join(timeout=90)
+            with self.sessions.begin() as session:
+                self._release(session)
+                session.execute(delete(Worker).where(Worker.id == self.id))
+            printer.show(self._totals(), final=True)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def _housekeeping(self) -> None:
+        now = self.clock()
+        with self.sessions.begin() as session:
+            self._beat_in(session, now)
+            recover(session, now, self.stale_after)
+            for announcement_id in broadcast.promote_due(session, self.config, now):
+                log.info("announcement %s started (scheduled)", announcement_id)
+            for announcement_id in broadcast.finish_complete(session, now):
+                log.info("announcement %s sent", announcement_id)
+
+    def _idle(self) -> bool:
+        """Nothing left to send or wait for on the channels this worker serves."""
+        if any(self._busy.values()):
+            return False
+        with self.sessions() as session:
+            open_rows = session.scalar(select(func.count()).select_from(Delivery).join(
+                Announcement, Announcement.id == Delivery.announcement_id).where(
+                Announcement.status == "sending", Delivery.status.in_(broadcast.OPEN),
+                Delivery.channel.in_(list(self.senders))))
+            due = session.scalar(select(func.count()).select_from(Announcement).where(
+                Announcement.status == "scheduled", Announcement.scheduled_at <= self.clock()))
+            unfinished = session.scalar(select(func.count()).select_from(Announcement).where(
+                Announcement.status == "sending"))
+        if not open_rows and unfinished:
+            self._housekeeping()  # settle the announcements that have just finished
+        return not open_rows and not due
+
+    def _channel_loop(self, channel: str) -> None:
+        while not self.stopping.is_set():
+            try:
+                if in_quiet_hours(self.clock(), self.config):
+                    self._busy[channel] = False
+                    self.stopping.wait(30)
+                    continue
+                with self.sessions.begin() as session:
+                    jobs = self.claim(session, channel)
+                self._busy[channel] = bool(jobs)
+                if not jobs:
+                    self.stopping.wait(IDLE_SLEEP)
+                    continue
+                self.send_batch(channel, jobs)
+            except Exception:  # a database hiccup must not end the channel's thread
+                log.exception("send loop error on %s; retrying shortly", channel)
+                self._busy[channel] = False
+                self.stopping.wait(5)
+        self._busy[channel] = False
+
+    # Claim, send, record ---------------------------------------------------------------
+
+    def claim(self, session: Session, channel: str) -> list[Job]:
+        now = self.clock()
+        rate = self.config.broadcast.rates.get(channel) or 1000.0
+        lease = dt.timedelta(seconds=60 + self.batch / rate * 2)
+        query = (select(Delivery.id).join(Announcement,
+                                          Announcement.id == Delivery.announcement_id)
+                 .where(Delivery.channel == channel, Delivery.status == "pending",
+                        or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+                        Announcement.status == "sending")
+                 .order_by(Delivery.id).limit(self.batch))
+        if is_postgres(session):
+            query = query.with_for_update(skip_locked=True, of=Delivery)
+        ids = list(session.scalars(query))
+        if not ids:
+            return []
+        session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(
+            status="claimed", worker=self.id, lease_until=now + lease, updated_at=now))
+        rows = session.execute(
+            select(Delivery.id, Delivery.announcement_id, Delivery.identity_id, Delivery.channel,
+                   Identity.address, Delivery.attempts, Identity.last_inbound_at,
+                   Announcement.text, Announcement.whatsapp_content_sid,
+                   Announcement.whatsapp_variables)
+            .join(Identity, Identity.id == Delivery.identity_id)
+            .join(Announcement, Announcement.id == Delivery.announcement_id)
+            .where(Delivery.id.in_(ids)).order_by(Delivery.id)).all()
+        return [Job(r.id, r.announcement_id, r.identity_id, r.channel, r.address, r.attempts,
+                    r.last_inbound_at, self._text(r.announcement_id, r.channel, r.text),
+                    r.whatsapp_content_sid, r.whatsapp_variables) for r in rows]
+
+    def _text(self, announcement_id: int, channel: str, text: str) -> str:
+        key = (announcement_id, channel)
+        if key not in self._texts:
+            self._texts[key] = broadcast.compose(text, channel, self.config)
+        return self._texts[key]
+
+    def send_batch(self, channel: str, jobs: list[Job]) -> None:
+        settled: tuple[Job, SendResult] | None = None
+        for job in jobs:
+            if self.stopping.is_set():
+                break
+            self.pacer.wait(channel)
+            with self.sessions.begin() as session:
+                if settled:
+                    self.record(session, *settled)
+                    settled = None
+                started = self.begin_send(session, job)
+            if started:
+                settled = (job, self._send(job))
+        with self.sessions.begin() as session:
+            if settled:
+                self.record(session, *settled)
+            self._release(session, [job.delivery_id for job in jobs])
+
+    def begin_send(self, session: Session, job: Job) -> bool:
+        """Mark the row `sending` (committed before the provider call), if still wanted."""
+        now = self.clock()
+        live = exists().where(Announcement.id == job.announcement_id,
+                              Announcement.status == "sending")
+        reachable = exists().where(Identity.id == job.identity_id,
+                                   Identity.opted_out_at.is_(None),
+                                   Identity.unreachable_at.is_(None))
+        result = session.execute(update(Delivery).where(
+            Delivery.id == job.delivery_id, Delivery.status == "claimed",
+            Delivery.worker == self.id, live, reachable)
+            .values(status="sending", attempts=Delivery.attempts + 1, updated_at=now))
+        if getattr(result, "rowcount", 0) == 1:
+            job.attempts += 1
+            return True
+        # Paused or cancelled meanwhile, or the person said STOP: leave it for later or
+        # as the cancel/STOP already settled it.
+        session.execute(update(Delivery).where(
+            Delivery.id == job.delivery_id, Delivery.status == "claimed",
+            Delivery.worker == self.id, ~reachable).values(
+            status="skipped", error_code="opted_out", updated_at=now))
+        return False
+
+    def _send(self, job: Job) -> SendResult:
+        sender = self.senders[job.channel]
+        result = sender.send(job)
+        if result.result == Result.TEMPLATE:  # refused (63016), nothing went out: use it
+            result = sender.send(replace(job, use_template=True))
+        if result.result == Result.MOVED and result.new_address:
+            self._move(job, result.new_address)
+            result = sender.send(replace(job, address=result.new_address))
+        return result
+
+    def _move(self, job: Job, address: str) -> None:
+        with self.sessions.begin() as session:
+            taken = session.scalar(select(Identity.id).where(Identity.channel == job.channel,
+                                                             Identity.address == address))
+            if taken is None:
+                session.execute(update(Identity).where(Identity.id == job.identity_id)
+                                .values(address=address))
+
+    def record(self, session: Session, job: Job, sent: SendResult) -> None:
+        """Settle one delivery from its send result, and what it tells about the person."""
+        now = self.clock()
+        values: dict[str, object] = {"updated_at": now, "worker": None, "lease_until": None,
+                                     "error_code": sent.error}
+        match sent.result:
+            case Result.SENT:
+                values.update(status="sent", provider_id=sent.provider_id, sent_at=now)
+            case Result.RETRY if job.attempts < self.config.broadcast.max_attempts:
+                wait = sent.retry_after or min(2 ** job.attempts, 300) * random.uniform(0.5, 1.5)
+                values.update(status="pending",
+                              next_attempt_at=now + dt.timedelta(seconds=wait))
+                if sent.retry_after:
+                    self.pacer.pause(job.channel, sent.retry_after)
+            case Result.UNKNOWN:
+                values.update(status="unknown")
+            case Result.SKIPPED:
+                values.update(status="skipped")
+            case Result.OPTED_OUT:
+                values.update(status="failed")
+                _suppress(session, job.identity_id, now, opted_out=True)
+            case Result.UNREACHABLE:
+                values.update(status="failed")
+                _suppress(session, job.identity_id, now, opted_out=False)
+            case _:
+                values.update(status="failed")
+        values["used_template"] = sent.used_template
+        session.execute(update(Delivery).where(Delivery.id == job.delivery_id,
+                                               Delivery.status == "sending").values(**values))
+        log.info("send channel=%s delivery=%s result=%s error=%s", job.channel,
+                 job.delivery_id, sent.result.value, sent.error)
+
+    def _release(self, session: Session, ids: list[int] | None = None) -> None:
+        """Claimed rows this worker did not start go back to the queue."""
+        query = update(Delivery).where(Delivery.status == "claimed", Delivery.worker == self.id)
+        if ids is not None:
+            query = query.where(Delivery.id.in_(ids))
+        session.execute(query.values(status="pending", worker=None, lease_until=None))
+
+    # Heartbeat and progress -------------------------------------------------------------
+
+    def _beat(self) -> None:
+        with self.sessions.begin() as session:
+            self._beat_in(session, self.clock())
+
+    def _beat_in(self, session: Session, now: dt.datetime) -> None:
+        updated = session.execute(update(Worker).where(Worker.id == self.id)
+                                  .values(last_seen=now))
+        if getattr(updated, "rowcount", 0) == 0:
+            session.add(Worker(id=self.id, started_at=now, last_seen=now))
+
+    def _totals(self) -> dict[str, int]:
+        with self.sessions() as session:
+            counts = dict(session.execute(
+                select(Delivery.status, func.count()).join(
+                    Announcement, Announcement.id == Delivery.announcement_id)
+                .where(Announcement.status.in_(("sending", "paused")))
+                .group_by(Delivery.status)).all())
+        return {k: int(v) for k, v in counts.items()}
+
+
+def recover(session: Session, now: dt.datetime, stale_after: float = STALE_AFTER) -> None:
+    """Rows held by workers that stopped beating: claimed -> pending, sending -> unknown."""
+    cutoff = now - dt.timedelta(seconds=stale_after)
+    session.execute(delete(Worker).where(Worker.last_seen < cutoff))
+    alive = select(Worker.id)
+    orphaned = or_(Delivery.worker.is_(None), Delivery.worker.not_in(alive))
+    session.execute(update(Delivery).where(
+        Delivery.status == "claimed", or_(orphaned, Delivery.lease_until < now))
+        .values(status="pending", worker=None, lease_until=None, updated_at=now))
+    session.execute(update(Delivery).where(Delivery.status == "sending", orphaned)
+                    .values(status="unknown", error_code="worker_lost", worker=None,
+                            updated_at=now))
+
+
+def _suppress(session: Session, identity_id: int, now: dt.datetime, opted_out: bool) -> None:
+    """The provider says: unsubscribed (21610) or unreachable (blocked the bot)."""
+    column = Identity.opted_out_at if opted_out else Identity.unreachable_at
+    session.execute(update(Identity).where(Identity.id == identity_id, column.is_(None))
+                    .values({column: now}))
+    if opted_out:
+        session.execute(delete(Subscription).where(Subscription.identity_id == identity_id))
+    broadcast.skip_pending_for(session, identity_id, "opted_out" if opted_out else "unreachable",
+                               now)
+
+
+class _Progress:
+    """A progress line in a terminal; periodic log lines otherwise."""
+
+    def __init__(self, out: TextIO | None) -> None:
+        self.out = out
+        self.tty = bool(out is not None and out.isatty())
+        self.last_time = time.monotonic()
+        self.last_done = -1
+        self.last_log = 0.0
+
+    def show(self, counts: dict[str, int], final: bool = False) -> None:
+        done = sum(counts.get(s, 0) for s in broadcast.DONE)
+        remaining = sum(counts.get(s, 0) for s in broadcast.OPEN)
+        now = time.monotonic()
+        rate = max(done - max(self.last_done, 0), 0) / max(now - self.last_time, 1e-6)
+        left = f"{remaining / rate:,.0f}s" if rate > 0 and remaining else "-"
+        line = (f"sent {counts.get('sent', 0) + counts.get('delivered', 0):,}  "
+                f"failed {counts.get('failed', 0):,}  skipped {counts.get('skipped', 0):,}  "
+                f"unknown {counts.get('unknown', 0):,}  remaining {remaining:,}  "
+                f"{rate:,.1f}/s  left {left}")
+        if self.tty and self.out is not None:
+            self.out.write("\r" + line.ljust(100) + ("\n" if final else ""))
+            self.out.flush()
+        elif done != self.last_done and (final or now - self.last_log >= 10):
+            log.info("progress %s", line)
+            self.last_log = now
+        self.last_done, self.last_time = done, now
+
+
+def stdout_if_tty() -> TextIO | None:
+    return sys.stdout if sys.stdout.isatty() else None
