@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot import broadcast
 from bot.broadcast import Job
 from bot.config import Config
-from bot.outcomes import Result, SendResult, Sender
+from bot.outcomes import Result, Sender, SendResult
 from bot.pacing import LocalPacer, Pacer
 from models import Announcement, Delivery, Identity, Subscription, Worker
 from models.db import is_postgres
