@@ -128,7 +128,7 @@ def preview(session: Session, config: Config, announcement: Announcement,
             now: dt.datetime) -> Preview:
     """What each channel will show, how many will receive it, SMS cost and WhatsApp window."""
     audience = _audience(session, config, announcement).subquery()
-    recipients = dict(session.execute(select(audience.c.channel, func.count())
+    recipients: dict[str, int] = dict(session.execute(select(audience.c.channel, func.count())
                                       .group_by(audience.c.channel)).all())
     channels = announcement.channels or [c.value for c in Channel]
     texts = {c: compose(announcement.text, c, config) for c in channels}

@@ -157,7 +157,7 @@ class Service:
         offer_link = msg.channel == Channel.TELEGRAM and identity.supporter_id is not None and (
             session.scalar(select(Supporter.phone).where(Supporter.id == identity.supporter_id))
             is None)
-        ctx = core.Context(self.catalogue.views(self._counts(session)),
+        ctx = core.Context(self.catalogue.views(self.counts(session)),
                            self.config.default_petition, facts, self.config.privacy.version,
                            offer_phone_link=offer_link)
         outcome = core.handle(state, inbound, ctx, now)  # pure: nothing happens until _apply
@@ -265,7 +265,8 @@ class Service:
                 for s, slug in signatures),
             subscribed=frozenset(subscribed))
 
-    def _counts(self, session: Session) -> dict[str, int]:
+    def counts(self, session: Session) -> dict[str, int]:
+        """Signatures collected here, by petition slug (kept counters, no COUNT(*))."""
         return {slug: count for slug, count in
                 session.execute(select(Petition.slug, Petition.signature_count)).all()}
 
@@ -349,7 +350,7 @@ class Service:
         return {"number": number, "count": f"{here + external:,}", "petition": sign.petition}
 
     def _total(self, session: Session, slug: str) -> int:
-        here = self._counts(session).get(slug, 0)
+        here = self.counts(session).get(slug, 0)
         return here + sum(e.count for e in self.config.petition(slug).external)
 
     def _opt_out(self, session: Session, identity: Identity, msg: Received,

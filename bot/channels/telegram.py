@@ -27,8 +27,16 @@ from telegram import (
     Update,
 )
 from telegram.constants import ParseMode
-from telegram.error import ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
 
+from bot import staff_commands
 from bot.broadcast import Job
 from bot.conversation import Channel
 from bot.outcomes import Result, SendResult
@@ -92,6 +100,19 @@ async def process_update(update: Update, bot: Bot, service: Service) -> None:
     received = parse(update)
     if received is None:
         return
+    user = update.effective_user
+    if user is not None and user.id in service.config.staff.telegram_ids and (
+            staff_commands.is_staff_command(received.text)):
+        replies = await asyncio.to_thread(staff_commands.handle, service, user.id,
+                                          received.text, received.provider_id)
+        for reply in replies:
+            keyboard = InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=data)
+                                              for label, data in reply.buttons]])
+            await _quietly(bot.send_message(int(received.address),
+                                            html.escape(reply.text, quote=False),
+                                            parse_mode=ParseMode.HTML,
+                                            reply_markup=keyboard if reply.buttons else None))
+        return
     handled = await asyncio.to_thread(service.receive, received)
     if handled.duplicate:
         return
@@ -124,6 +145,9 @@ async def deliver(bot: Bot, service: Service, chat_id: int,
                 log.info("telegram chat unreachable (blocked or deleted); marked")
                 await asyncio.to_thread(service.mark_unreachable, Channel.TELEGRAM,
                                         str(chat_id))
+                return
+            except BadRequest as error:
+                log.warning("telegram reply refused: %s", error.message[:60])
                 return
             except NetworkError as error:
                 if attempt == SEND_ATTEMPTS:
@@ -240,7 +264,7 @@ class TelegramSender:
         self.gateway = gateway
 
     def send(self, job: Job) -> SendResult:
-        from telegram.error import BadRequest, TimedOut
+        from telegram.error import TimedOut
 
         try:
             message = self.gateway.run(self.gateway.bot.send_message(
