@@ -13,9 +13,11 @@ from models.core import (
     Subscription,
     Supporter,
 )
+from models.staff import AuditEntry, StaffUser, Voice
 
 __all__ = [
     "Announcement",
+    "AuditEntry",
     "Base",
     "ChannelCount",
     "ConsentRecord",
@@ -25,7 +27,9 @@ __all__ = [
     "InboundMessage",
     "Petition",
     "Signature",
+    "StaffUser",
     "Subscription",
     "Supporter",
+    "Voice",
     "Worker",
 ]

@@ -44,6 +44,9 @@ class Announcement(Base):
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     cancelled_by: Mapped[str | None] = mapped_column(String(120))
+    # "marketing" (campaigning: needs updates consent, names the charity, says how to stop)
+    # or "service" (neutral news about the signature itself); both honour STOP.
+    kind: Mapped[str] = mapped_column(String(16), default="marketing")
 
 
 class Delivery(Base):

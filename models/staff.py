@@ -1,0 +1,60 @@
+"""Staff accounts, the audit log, and supporters' voices awaiting moderation."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, UTCDateTime, intpk, timestamp
+
+
+class StaffUser(Base):
+    """Roles: viewer reads; editor also drafts; admin also approves, sends, exports, erases."""
+
+    __tablename__ = "staff_users"
+
+    id: Mapped[intpk]
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[timestamp]
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class AuditEntry(Base):
+    """Who did what, when: every staff action, from the console, the CLI or a chat."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[intpk]
+    at: Mapped[timestamp] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(254))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(120))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class Voice(Base):
+    """A supporter's "why I signed": pending until moderated; shown only when approved and
+    the supporter consented to publication. `flagged` marks a safeguarding concern."""
+
+    __tablename__ = "voices"
+
+    id: Mapped[intpk]
+    petition_id: Mapped[int] = mapped_column(ForeignKey("petitions.id"), index=True)
+    supporter_id: Mapped[int | None] = mapped_column(
+        ForeignKey("supporters.id", ondelete="CASCADE"), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    nation: Mapped[str | None] = mapped_column(String(24))
+    status: Mapped[str] = mapped_column(String(16), index=True)  # pending|approved|rejected
+    publish_consent: Mapped[bool] = mapped_column(default=False)
+    consent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("consent_records.id", ondelete="SET NULL"))
+    flagged: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[timestamp]
+    moderated_by: Mapped[str | None] = mapped_column(String(254))
+    moderated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
