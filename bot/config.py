@@ -61,10 +61,27 @@ class Broadcast:
     max_attempts: int = 5
 
 
+DISTRESS_WORDS = ("suicide", "suicidal", "kill myself", "end my life", "want to die",
+                  "self harm", "self-harm", "hurt myself", "no reason to live", "can't go on",
+                  "cannot go on", "overdose", "hopeless")
+
+
+@dataclass(frozen=True)
+class Safeguarding:
+    words: tuple[str, ...] = DISTRESS_WORDS
+    reply: str = ""  # empty: the default signposting text in bot/texts.py
+
+
 @dataclass(frozen=True)
 class Staff:
     telegram_ids: tuple[int, ...] = ()   # may use /announce and /stats in Telegram
     test_group: tuple[str, ...] = ()     # "sms:+44...", "whatsapp:+44...", "telegram:123"
+
+
+@dataclass(frozen=True)
+class Console:
+    require_second_approval: bool = True  # nobody approves an announcement they wrote
+    sms_price: float = 0.04               # GBP per SMS segment, for the compose estimate
 
 
 @dataclass(frozen=True)
@@ -115,6 +132,8 @@ class Config:
     texts: Mapping[str, str] = field(default_factory=dict)
     path: Path | None = None
     staff: Staff = Staff()
+    safeguarding: Safeguarding = Safeguarding()
+    console: Console = Console()
 
     def petition(self, slug: str) -> Petition:
         """The petition with this slug (KeyError when unknown)."""
@@ -201,7 +220,8 @@ def parse_config(data: Mapping[str, Any], base: Path, path: Path | None = None) 
     """Validate already-parsed TOML data."""
     r = _Reader(data)
     r.unknown(data, "", {"default_petition", "organisation", "privacy", "broadcast", "abuse",
-                         "retention", "petitions", "texts", "staff"})
+                         "retention", "petitions", "texts", "staff", "safeguarding",
+                         "console"})
     organisation = _organisation(r)
     privacy = _privacy(r, organisation)
     broadcast = _broadcast(r)
@@ -222,10 +242,25 @@ def parse_config(data: Mapping[str, Any], base: Path, path: Path | None = None) 
         r.errors.append(f"default_petition: no petition has slug {default!r}")
     overrides = _texts(r)
     staff = _staff(r)
+    safeguarding = _safeguarding(r)
+    console = _console(r)
     if r.errors:
         raise ConfigError(path or "config", r.errors)
     return Config(organisation, privacy, broadcast, abuse, retention, tuple(petitions),
-                  default, overrides, path, staff)
+                  default, overrides, path, staff, safeguarding,
+                  console)
+
+
+def _safeguarding(r: _Reader) -> Safeguarding:
+    t = r.table("safeguarding", required=False)
+    r.unknown(t, "safeguarding", {"words", "reply"})
+    words = r.value(t, "safeguarding", "words", list, list(DISTRESS_WORDS))
+    if not all(isinstance(w, str) and w.strip() for w in words):
+        r.errors.append("safeguarding.words: a list of words or phrases")
+        words = list(DISTRESS_WORDS)
+    reply = r.value(t, "safeguarding", "reply", str, "")
+    _gsm(r, "safeguarding.reply", reply)
+    return Safeguarding(tuple(w.strip() for w in words), reply)
 
 
 TEST_MEMBER = re.compile(r"^(sms|whatsapp):\+[1-9]\d{6,14}$|^telegram:-?\d{1,20}$")
@@ -244,6 +279,16 @@ def _staff(r: _Reader) -> Staff:
             r.errors.append(f"staff.test_group[{i}]: like \"sms:+447700900001\", "
                             "\"whatsapp:+447700900001\" or \"telegram:123456\"")
     return Staff(tuple(ids), tuple(m for m in group if isinstance(m, str)))
+
+
+def _console(r: _Reader) -> Console:
+    t = r.table("console", required=False)
+    r.unknown(t, "console", {"require_second_approval", "sms_price"})
+    second = r.value(t, "console", "require_second_approval", bool, True)
+    price = r.value(t, "console", "sms_price", float, 0.04)
+    if price is not None and not 0 <= price <= 10:
+        r.errors.append("console.sms_price: GBP per segment, between 0 and 10")
+    return Console(second, price)
 
 
 def _organisation(r: _Reader) -> Organisation:

@@ -13,12 +13,26 @@ Rules:
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from enum import StrEnum
 
+from bot.inputs import (
+    MAX_COUNTRY,
+    MAX_NAME,
+    MAX_VOICE,
+    NO_WORDS,
+    RESERVED,
+    START_WORDS,
+    STOP_WORDS,
+    YES_WORDS,
+    clean,
+    suggests_distress,
+    valid_country,
+    valid_name,
+    valid_voice,
+)
 from bot.postcodes import Nation, nation_of, normalise_postcode
 from bot.texts import Phrase
 
@@ -40,6 +54,8 @@ class Step(StrEnum):
     UPDATES = "updates"
     SIGNED = "signed"
     DELETING = "deleting"
+    VOICE = "voice"
+    VOICE_CONSENT = "voice_consent"
 
 
 class Purpose(StrEnum):
@@ -48,20 +64,9 @@ class Purpose(StrEnum):
     PUBLISH_VOICE = "publish_voice"
 
 
-MAX_NAME = 80
-MAX_COUNTRY = 56
-STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE",
-                        "OPTOUT"})
-START_WORDS = frozenset({"START", "UNSTOP"})
-RESERVED = frozenset({"YES", "NO", "SIGN", "MORE", "INFO", "HELP", "EDIT", "NONE", "STATUS",
-                      "DELETE", "RESTART", "UPDATES"}) | STOP_WORDS | START_WORDS
-YES_WORDS = frozenset({"YES", "Y", "YEP", "YEAH", "OK", "AGREE", "I AGREE"})
-NO_WORDS = frozenset({"NO", "N", "NOPE"})
 UK_NAMES = frozenset({"UK", "U K", "GB", "UNITED KINGDOM", "GREAT BRITAIN", "BRITAIN", "ENGLAND",
                       "SCOTLAND", "WALES", "NORTHERN IRELAND"})
 PAYLOAD = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-NAME_PUNCTUATION = frozenset(" '-.,’")
-COUNTRY_PUNCTUATION = frozenset(" '-.,()&’")
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,7 @@ class State:
     referral: str = ""
     options: tuple[str, ...] = ()
     resume: Step = Step.MENU
+    voice: str = ""
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,7 @@ class PetitionView:
     here: int
     external: tuple[tuple[str, int], ...]
     share_url: str
+    voices: tuple[tuple[str, str], ...] = ()  # approved "why I signed" (text, where from)
 
     @property
     def total(self) -> int:
@@ -137,6 +144,7 @@ class Context:
     supporter: SupporterView = SupporterView()
     privacy_version: str = ""
     offer_phone_link: bool = False  # the channel can prove a phone number (Telegram)
+    distress_words: tuple[str, ...] = ()  # a voice with one of these gets signposting
 
 
 @dataclass(frozen=True)
@@ -169,6 +177,17 @@ class Subscribe:
 
 
 @dataclass(frozen=True)
+class SaveVoice:
+    """Keep a "why I signed" for moderation: published only if `publish` (consented);
+    `flagged` ones suggested distress and go to staff first."""
+
+    petition: str
+    text: str
+    publish: bool
+    flagged: bool = False
+
+
+@dataclass(frozen=True)
 class OptOut:
     """Stop every message on this channel; withdraws updates consent here."""
 
@@ -183,7 +202,7 @@ class Erase:
     """Erase the supporter's personal data and withdraw every signature."""
 
 
-Effect = GrantConsent | Sign | Subscribe | OptOut | OptIn | Erase
+Effect = GrantConsent | Sign | Subscribe | SaveVoice | OptOut | OptIn | Erase
 
 
 @dataclass(frozen=True)
@@ -406,6 +425,9 @@ def signed(t: _Turn) -> Outcome:
     if t.keyword == "UPDATES" and t.petition.slug not in t.ctx.supporter.subscribed:
         state = replace(t.state, step=Step.UPDATES, options=("YES", "NO"))
         return Outcome(state, (Reply(Phrase("ask_updates"), state.options),))
+    if t.keyword == "VOICE":
+        state = replace(t.state, step=Step.VOICE, options=(), voice="")
+        return Outcome(state, (Reply(Phrase("ask_voice", {"max_length": MAX_VOICE})),))
     state = replace(t.state, step=Step.SIGNED, options=_signed_options(t))
     key = "already_signed" if t.keyword == "SIGN" else "greeting_signed"
     return Outcome(state, (Reply(Phrase(key, {
@@ -422,10 +444,38 @@ def deleting(t: _Turn) -> Outcome:
     return _reprompt(t)
 
 
+def voice(t: _Turn) -> Outcome:
+    back = replace(t.state, step=Step.SIGNED, options=_signed_options(t), voice="")
+    if t.keyword == "NO" and len(t.text.split()) == 1:
+        return Outcome(back, (Reply(Phrase("voice_not_kept"), back.options),))
+    said = valid_voice(t.inbound.text)
+    if said is None:
+        return Outcome(t.state, (Reply(Phrase("voice_invalid", {"max_length": MAX_VOICE})),))
+    if suggests_distress(said, t.ctx.distress_words):
+        # Safeguarding first: signpost help, and put it in front of staff (never published).
+        return Outcome(back, (Reply(Phrase("signpost"), back.options),),
+                       (SaveVoice(t.petition.slug, said, publish=False, flagged=True),))
+    state = replace(t.state, step=Step.VOICE_CONSENT, voice=said, options=("YES", "NO"))
+    return Outcome(state, (Reply(Phrase("ask_publish"), state.options),))
+
+
+def voice_consent(t: _Turn) -> Outcome:
+    back = replace(t.state, step=Step.SIGNED, options=_signed_options(t), voice="")
+    if t.keyword == "YES":
+        slug = t.petition.slug
+        return Outcome(back, (Reply(Phrase("voice_thanks"), back.options),), (
+            GrantConsent(Purpose.PUBLISH_VOICE, slug, t.ctx.privacy_version),
+            SaveVoice(slug, t.state.voice, publish=True)))
+    if t.keyword == "NO":
+        return Outcome(back, (Reply(Phrase("voice_not_kept"), back.options),))
+    return _reprompt(t)
+
+
 STEPS: dict[Step, Callable[[_Turn], Outcome]] = {
     Step.NEW: new, Step.MENU: menu, Step.CONSENT: consent, Step.NAME: name,
     Step.POSTCODE: postcode, Step.COUNTRY: country, Step.REVIEW: review,
     Step.UPDATES: updates, Step.SIGNED: signed, Step.DELETING: deleting,
+    Step.VOICE: voice, Step.VOICE_CONSENT: voice_consent,
 }
 
 
@@ -477,10 +527,14 @@ def _info(t: _Turn) -> Outcome:
     if p.external:
         breakdown += f" = {_count(p.total)}"
     state = replace(t.state, options=t.state.options or _menu_options(t))
-    return Outcome(state, (Reply(Phrase("info", {
+    info = Reply(Phrase("info", {
         "title": p.title, "decision_makers": p.decision_makers, "organiser": p.organiser,
         "created": p.created.strftime("%-d %B %Y"), "count_breakdown": breakdown}),
-        state.options),))
+        () if p.voices else state.options)
+    if not p.voices:
+        return Outcome(state, (info,))
+    said = tuple(Phrase("voice_line", {"text": text, "place": place}) for text, place in p.voices)
+    return Outcome(state, (info, Reply(Phrase("voices", {"lines": said}), state.options)))
 
 
 def _review(state: State) -> Outcome:
@@ -502,8 +556,8 @@ def _menu_options(t: _Turn) -> tuple[str, ...]:
 
 def _signed_options(t: _Turn, subscribed: bool = False) -> tuple[str, ...]:
     subscribed = subscribed or t.petition.slug in t.ctx.supporter.subscribed
-    return ("MORE", "INFO", "STATUS", "HELP") if subscribed else (
-        "UPDATES", "MORE", "INFO", "STATUS", "HELP")
+    return ("VOICE", "MORE", "INFO", "STATUS", "HELP") if subscribed else (
+        "UPDATES", "VOICE", "MORE", "INFO", "STATUS", "HELP")
 
 
 def _options_for(t: _Turn, step: Step) -> tuple[str, ...]:
@@ -512,6 +566,7 @@ def _options_for(t: _Turn, step: Step) -> tuple[str, ...]:
         Step.NAME: (), Step.POSTCODE: ("NONE",), Step.COUNTRY: (),
         Step.REVIEW: ("YES", "EDIT"), Step.UPDATES: ("YES", "NO"),
         Step.SIGNED: _signed_options(t), Step.DELETING: ("YES", "NO"),
+        Step.VOICE: (), Step.VOICE_CONSENT: ("YES", "NO"),
     }[step]
 
 
@@ -544,41 +599,5 @@ def _channel_name(channel: Channel) -> str:
         channel]
 
 
-# Input cleaning --------------------------------------------------------------------------
-
-def clean(text: str, limit: int) -> str:
-    """NFC, no control or format characters, single spaces, at most `limit` characters."""
-    text = unicodedata.normalize("NFC", text[: limit * 4])
-    text = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") or c.isspace()
-                   else c for c in text)
-    return " ".join(text.split())[:limit]
-
-
-def _is_keyword(text: str) -> bool:
-    """A keyword or a yes/no answer ("Yes.", "ok"), which is never a name or a country."""
-    return text.upper().strip(" .!,?") in RESERVED | YES_WORDS | NO_WORDS
-
-
-def valid_name(raw: str) -> str | None:
-    """A person's full name, or None: letters and name punctuation, no formula prefix."""
-    if len(raw) > MAX_NAME * 4:
-        return None
-    name = clean(raw, limit=MAX_NAME + 1)
-    if not 1 <= len(name) <= MAX_NAME or name[0] in "=+-@" or _is_keyword(name):
-        return None
-    if not all(c.isalpha() or c in NAME_PUNCTUATION or unicodedata.category(c).startswith("M")
-               for c in name):
-        return None
-    return name if sum(c.isalpha() for c in name) >= 2 else None
-
-
-def valid_country(raw: str) -> str | None:
-    """A country name as typed, or None."""
-    if len(raw) > MAX_COUNTRY * 4:
-        return None
-    country = clean(raw, limit=MAX_COUNTRY + 1)
-    if not 2 <= len(country) <= MAX_COUNTRY or country[0] in "=+-@" or _is_keyword(country):
-        return None
-    if not all(c.isalpha() or c in COUNTRY_PUNCTUATION for c in country):
-        return None
-    return country if sum(c.isalpha() for c in country) >= 2 else None
+__all__ = ["MAX_COUNTRY", "MAX_NAME", "MAX_VOICE", "NO_WORDS", "RESERVED", "START_WORDS",
+           "STOP_WORDS", "YES_WORDS", "clean", "valid_country", "valid_name"]

@@ -45,15 +45,21 @@ class Catalogue:
         self.petitions = petitions
         self.pages = {p.slug: paginate(p.issue) for p in petitions}
 
-    def views(self, counts: Mapping[str, int]) -> dict[str, PetitionView]:
-        return {p.slug: self.view(p, counts.get(p.slug, 0)) for p in self.petitions}
+    def views(self, counts: Mapping[str, int],
+              voices: Mapping[str, tuple[tuple[str, str], ...]] | None = None,
+              ) -> dict[str, PetitionView]:
+        voices = voices or {}
+        return {p.slug: self.view(p, counts.get(p.slug, 0), voices.get(p.slug, ()))
+                for p in self.petitions}
 
-    def view(self, p: Petition, here: int) -> PetitionView:
+    def view(self, p: Petition, here: int,
+             voices: tuple[tuple[str, str], ...] = ()) -> PetitionView:
         return PetitionView(
             slug=p.slug, code=p.code, title=p.title, summary=p.summary,
             pages=self.pages[p.slug], decision_makers=_and(p.decision_makers),
             organiser=p.organiser, created=p.created, here=here,
-            external=tuple((e.source, e.count) for e in p.external), share_url=p.share_url)
+            external=tuple((e.source, e.count) for e in p.external), share_url=p.share_url,
+            voices=voices)
 
 
 def _and(names: tuple[str, ...]) -> str:

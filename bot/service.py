@@ -33,11 +33,18 @@ from models import (
     Signature,
     Subscription,
     Supporter,
+    Voice,
 )
 from models.db import is_postgres
 from models.sql import insert_ignore
 
 log = logging.getLogger("petitionbot.inbound")
+
+VOICES_TTL = 60.0
+SHOWN_VOICES = 3
+NATION_NAMES = {"england": "England", "scotland": "Scotland", "wales": "Wales",
+                "northern_ireland": "Northern Ireland", "crown_dependencies": "Channel Islands "
+                "or Isle of Man", "bfpo": "British Forces", "outside_uk": "outside the UK"}
 
 
 @dataclass(frozen=True)
@@ -75,8 +82,12 @@ class Service:
         self.clock = clock
         self.catalogue = Catalogue(config.petitions)
         self.telegram_username = ""  # set once the bot knows its name: personal share links
-        self.texts = Texts({**config.texts, "consent": config.privacy.consent,
-                            "ask_updates": config.privacy.updates})
+        overrides = {**config.texts, "consent": config.privacy.consent,
+                     "ask_updates": config.privacy.updates}
+        if config.safeguarding.reply:
+            overrides["signpost"] = config.safeguarding.reply
+        self.texts = Texts(overrides)
+        self._voices: tuple[float, dict[str, tuple[tuple[str, str], ...]]] = (0.0, {})
         org = config.organisation
         self.common: dict[str, object] = {
             "organisation": org.name, "short_name": org.short_name, "contact": org.contact,
@@ -157,9 +168,10 @@ class Service:
         offer_link = msg.channel == Channel.TELEGRAM and identity.supporter_id is not None and (
             session.scalar(select(Supporter.phone).where(Supporter.id == identity.supporter_id))
             is None)
-        ctx = core.Context(self.catalogue.views(self.counts(session)),
+        ctx = core.Context(self.catalogue.views(self.counts(session), self.voices(session)),
                            self.config.default_petition, facts, self.config.privacy.version,
-                           offer_phone_link=offer_link)
+                           offer_phone_link=offer_link,
+                           distress_words=self.config.safeguarding.words)
         outcome = core.handle(state, inbound, ctx, now)  # pure: nothing happens until _apply
         # After STOP nothing is said, so nothing is spent: else a stopped sender who keeps
         # writing would get the over-budget notice, and then find their START refused.
@@ -265,6 +277,23 @@ class Service:
                 for s, slug in signatures),
             subscribed=frozenset(subscribed))
 
+    def voices(self, session: Session) -> dict[str, tuple[tuple[str, str], ...]]:
+        """The newest approved voices per petition, re-read at most once a minute."""
+        loaded_at, voices = self._voices
+        if time.monotonic() - loaded_at < VOICES_TTL:
+            return voices
+        rows = session.execute(
+            select(Petition.slug, Voice.text, Voice.nation)
+            .join(Petition, Petition.id == Voice.petition_id)
+            .where(Voice.status == "approved", Voice.publish_consent.is_(True))
+            .order_by(Voice.moderated_at.desc()).limit(50)).all()
+        fresh: dict[str, list[tuple[str, str]]] = {}
+        for slug, text, nation in rows:
+            if len(fresh.setdefault(slug, [])) < SHOWN_VOICES:
+                fresh[slug].append((text, NATION_NAMES.get(nation or "", "a supporter")))
+        self._voices = (time.monotonic(), {k: tuple(v) for k, v in fresh.items()})
+        return self._voices[1]
+
     def counts(self, session: Session) -> dict[str, int]:
         """Signatures collected here, by petition slug (kept counters, no COUNT(*))."""
         return {slug: count for slug, count in
@@ -286,6 +315,9 @@ class Service:
                 case core.Sign():
                     results.update(self._sign(session, effect, supporter_id, msg, now,
                                               consent_ids.get(("sign", effect.petition))))
+                case core.SaveVoice(slug, text, publish, flagged):
+                    self._save_voice(session, supporter_id, slug, text, publish, flagged,
+                                     consent_ids.get(("publish_voice", slug)), now)
                 case core.Subscribe(slug):
                     insert_ignore(session, Subscription, {
                         "identity_id": identity.id, "petition_id": _petition_id(session, slug),
@@ -301,6 +333,18 @@ class Service:
                     erase_supporter(session, supporter_id)
                     results["erased"] = True
         return results
+
+    def _save_voice(self, session: Session, supporter_id: int | None, slug: str, text: str,
+                    publish: bool, flagged: bool, consent_id: int | None,
+                    now: datetime) -> None:
+        petition_id = _petition_id(session, slug)
+        nation = session.scalar(select(Signature.nation).where(
+            Signature.petition_id == petition_id, Signature.supporter_id == supporter_id))
+        session.add(Voice(petition_id=petition_id, supporter_id=supporter_id, text=text,
+                          nation=nation, status="pending", publish_consent=publish,
+                          consent_id=consent_id, flagged=flagged, created_at=now))
+        if flagged:
+            log.warning("safeguarding: a supporter's message was flagged for staff (voice)")
 
     def _consent(self, session: Session, supporter_id: int | None, petition_id: int | None,
                  purpose: core.Purpose, action: str, version: str, msg: Received,
@@ -402,6 +446,7 @@ def erase_supporter(session: Session, supporter_id: int | None) -> None:
     identity_ids = list(session.scalars(
         select(Identity.id).where(Identity.supporter_id == supporter_id)))
     session.execute(delete(Signature).where(Signature.supporter_id == supporter_id))
+    session.execute(delete(Voice).where(Voice.supporter_id == supporter_id))
     _delete_where(session, Subscription, Subscription.identity_id, identity_ids)
     _delete_where(session, Conversation, Conversation.identity_id, identity_ids)
     session.execute(update(InboundMessage).where(InboundMessage.identity_id.in_(identity_ids))

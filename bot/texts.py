@@ -78,6 +78,22 @@ DEFAULTS: dict[str, str] = {
                   "number with the button below so that we count you once.",
     "phone_linked": "Thank you: this chat is now linked to your phone number.",
     "contact_refused": "Please share your own phone number, not someone else's.",
+    "ask_voice": "In a sentence or two, why did you sign? Our team reads every message before "
+                 "anything is published, without your name. Please do not include health "
+                 "details about yourself or anyone else. Up to {max_length} characters, or "
+                 "reply NO to skip.",
+    "voice_invalid": "Please send a short message (up to {max_length} characters), or NO to "
+                     "skip.",
+    "ask_publish": "Thank you. May we publish your words, without your name, to show why "
+                   "people support the petition? Reply YES or NO.",
+    "voice_thanks": "Thank you. Our team will read it before it is published.",
+    "voice_not_kept": "OK, we have not kept your message. Thank you for signing!",
+    # The signposting reply comes from [safeguarding] in config.toml.
+    "signpost": "It sounds like things may be hard right now. If you need help, call NHS 111, "
+                "or 999 in an emergency. Samaritans are there day and night on 116 123 "
+                "(free). Our team will read your message.",
+    "voices": "Why people signed:\n{lines}",
+    "voice_line": "\"{text}\" ({place})",
     "over_budget": "You have sent us a lot of messages, so we will pause our replies for a "
                    "few minutes.",
 }
@@ -87,7 +103,7 @@ LABELS: dict[str, str] = {
     "SIGN": "Sign the petition", "MORE": "Read more", "INFO": "Info", "HELP": "Help",
     "YES": "Yes", "NO": "No", "EDIT": "Edit", "NONE": "I live outside the UK",
     "STATUS": "My data", "UPDATES": "Get updates", "START": "Start again", "DELETE": "Delete",
-    "SHARE_PHONE": "Share my phone number",
+    "SHARE_PHONE": "Share my phone number", "VOICE": "Why I signed",
 }
 
 

@@ -15,6 +15,7 @@ from bot.conversation import (
     OptIn,
     OptOut,
     Purpose,
+    SaveVoice,
     Sign,
     SignatureView,
     State,
@@ -64,6 +65,9 @@ TO_STEP: dict[Step, list[str]] = {
     Step.UPDATES: ["Hi", "SIGN", "YES", "Amira Hussain", "SW1A 1AA", "YES"],
     Step.SIGNED: ["Hi", "SIGN", "YES", "Amira Hussain", "SW1A 1AA", "YES", "NO"],
     Step.DELETING: ["Hi", "DELETE"],
+    Step.VOICE: ["Hi", "SIGN", "YES", "Amira Hussain", "SW1A 1AA", "YES", "NO", "VOICE"],
+    Step.VOICE_CONSENT: ["Hi", "SIGN", "YES", "Amira Hussain", "SW1A 1AA", "YES", "NO", "VOICE",
+                         "My dad waited too long for treatment"],
 }
 
 
@@ -641,3 +645,44 @@ def test_rosa_on_telegram_links_her_phone_number_once() -> None:
 def test_quentin_by_text_message_is_never_offered_a_phone_link(channel: Channel) -> None:
     quentin = FakeShell(channel)
     assert quentin.send("hi").keys == ("greeting",)
+
+
+def test_nadia_says_why_she_signed_and_agrees_to_publication() -> None:
+    nadia = at(Step.SIGNED, Channel.WHATSAPP)
+    play(nadia, [
+        ("VOICE", "do not include health details", Step.VOICE),
+        ("ok", "Please send a short message", Step.VOICE),
+        ("My brother is waiting for SIRT", "May we publish your words", Step.VOICE_CONSENT),
+        ("YES", "Our team will read it before it is published", Step.SIGNED),
+    ])
+    assert nadia.history[-1].effects == (
+        GrantConsent(Purpose.PUBLISH_VOICE, "sirt", nadia.config.privacy.version),
+        SaveVoice("sirt", "My brother is waiting for SIRT", publish=True))
+
+
+def test_omar_declines_publication_and_nothing_is_kept() -> None:
+    omar = at(Step.SIGNED)
+    play(omar, [
+        ("VOICE", "why did you sign", Step.VOICE),
+        ("Because NICE already approved it", "May we publish", Step.VOICE_CONSENT),
+        ("NO", "we have not kept your message", Step.SIGNED),
+    ])
+    assert not any(isinstance(e, SaveVoice) for e in omar.effects)
+    assert omar.state.voice == ""
+
+
+def test_priya_in_distress_is_signposted_and_flagged_never_asked_to_publish() -> None:
+    priya = at(Step.SIGNED, Channel.TELEGRAM)
+    said = play(priya, [("VOICE", "why did you sign", Step.VOICE),
+                        ("Honestly I feel hopeless and can't go on", "116 123", Step.SIGNED)])[-1]
+    assert "NHS 111" in said.text
+    assert said.effects == (SaveVoice("sirt", "Honestly I feel hopeless and can't go on",
+                                      publish=False, flagged=True),)
+
+
+def test_quentin_reads_approved_voices_under_info() -> None:
+    quentin = at(Step.MENU)
+    quentin.voices = {"sirt": (("It gave my mum more time with us", "Scotland"),)}
+    said = quentin.send("INFO")
+    assert '"It gave my mum more time with us" (Scotland)' in said.text
+    assert said.outcome.replies[-1].options == ("SIGN", "MORE", "INFO", "HELP")

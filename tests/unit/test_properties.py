@@ -174,6 +174,9 @@ REACH: dict[Step, list[str]] = {
     Step.UPDATES: ["Hi", "SIGN", "YES", "Amira Hussain", "SW1A 1AA", "YES"],
     Step.SIGNED: ["Hi", "SIGN", "YES", "Amira Hussain", "SW1A 1AA", "YES", "NO"],
     Step.DELETING: ["Hi", "SIGN", "YES", "DELETE"],
+    Step.VOICE: ["Hi", "SIGN", "YES", "Amira Hussain", "SW1A 1AA", "YES", "NO", "VOICE"],
+    Step.VOICE_CONSENT: ["Hi", "SIGN", "YES", "Amira Hussain", "SW1A 1AA", "YES", "NO", "VOICE",
+                         "My dad waited too long for treatment"],
 }
 
 

@@ -20,7 +20,7 @@ from tests.unit.transcript import FakeShell, Said
 NAME_80 = "Zoë Łukasz-Ó'Brien Wiśniewska-Żółć Þórðardóttir Nguyễn Thị Minh Khai Đặng Ōtsuka"
 # Texts that only ever appear inside another one (status lines, places).
 NESTED = {"status_signature", "status_updates", "status_in_progress", "place_postcode",
-          "place_country"}
+          "place_country", "voice_line"}
 SHELL_ONLY = {"over_budget"}  # said by the shell, not the conversation
 TELEGRAM_ONLY = {"offer_link", "phone_linked", "contact_refused"}  # linking a phone number
 
@@ -41,6 +41,12 @@ def walk(channel: Channel) -> list[Said]:
     said += yusuf.sends(["SIGN NOPE", "/start SIRT_ref42", "SIGN", "YES", "Yusuf Ali", "SW1A 1AA",
                          "NO", "SIGN", "YES", "Yusuf Ali", "BT1 5GS", "YES", "NO", "UPDATES",
                          "NO", "RESTART"])
+    # Voices: one kept, one that asks for help, one withdrawn; then INFO shows approved ones.
+    said += yusuf.sends(["VOICE", "hi", "My mum waited two years for SIRT and it changed her life",
+                         "maybe", "YES", "VOICE", "I feel hopeless and want to die", "VOICE",
+                         "It matters to our family", "NO", "VOICE", "NO"])
+    yusuf.voices = {"sirt": (("It gave my mum more time with us", "Scotland"),)}
+    said += yusuf.sends(["INFO"])
     # A conversation saved by an older version, with no choices remembered.
     xena = FakeShell(channel, state=State(step=Step.MENU, petition="sirt"))
     said += xena.sends(["what?"])

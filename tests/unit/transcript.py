@@ -22,6 +22,7 @@ from bot.conversation import (
     OptIn,
     OptOut,
     Outcome,
+    SaveVoice,
     Sign,
     SignatureView,
     State,
@@ -95,6 +96,7 @@ class FakeShell:
     last_number: dict[str, int] = field(default_factory=dict)
     phone: str = ""  # the supporter's proven phone number ("" on Telegram until shared)
     history: list[Said] = field(default_factory=list)
+    voices: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)  # approved
 
     def __post_init__(self) -> None:
         # The real shell's texts and common parameters; its sessions are never used here.
@@ -104,8 +106,10 @@ class FakeShell:
     def context(self) -> Context:
         # The shell offers Telegram users to link their phone until one is known.
         offer = self.channel == Channel.TELEGRAM and not self.phone
-        return Context(self.catalogue.views(self.here), self.config.default_petition,
-                       self.supporter, self.config.privacy.version, offer_phone_link=offer)
+        return Context(self.catalogue.views(self.here, self.voices),
+                       self.config.default_petition, self.supporter,
+                       self.config.privacy.version, offer_phone_link=offer,
+                       distress_words=self.config.safeguarding.words)
 
     def send(self, text: str, opt_out: str = "", contact: str = "") -> Said:
         """The supporter sends `text` (or shares a contact); apply the effects; return the
@@ -142,8 +146,8 @@ class FakeShell:
         results: dict[str, object] = {}
         for effect in effects:
             match effect:
-                case GrantConsent():
-                    pass  # a consent record: nothing the core reads back
+                case GrantConsent() | SaveVoice():
+                    pass  # a consent record, a voice for moderation: nothing the core reads
                 case Sign():
                     results.update(self._sign(effect, channel))
                 case Subscribe(slug):

@@ -1,0 +1,73 @@
+"""What supporters type, cleaned and checked: names, countries, voices, keywords. Pure."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+MAX_NAME = 80
+MAX_COUNTRY = 56
+MAX_VOICE = 300
+STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE",
+                        "OPTOUT"})
+START_WORDS = frozenset({"START", "UNSTOP"})
+RESERVED = frozenset({"YES", "NO", "SIGN", "MORE", "INFO", "HELP", "EDIT", "NONE", "STATUS",
+                      "VOICE", "DELETE", "RESTART", "UPDATES"}) | STOP_WORDS | START_WORDS
+YES_WORDS = frozenset({"YES", "Y", "YEP", "YEAH", "OK", "AGREE", "I AGREE"})
+NO_WORDS = frozenset({"NO", "N", "NOPE"})
+NAME_PUNCTUATION = frozenset(" '-.,’")
+COUNTRY_PUNCTUATION = frozenset(" '-.,()&’")
+
+
+def clean(text: str, limit: int) -> str:
+    """NFC, no control or format characters, single spaces, at most `limit` characters."""
+    text = unicodedata.normalize("NFC", text[: limit * 4])
+    text = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") or c.isspace()
+                   else c for c in text)
+    return " ".join(text.split())[:limit]
+
+
+def _is_keyword(text: str) -> bool:
+    """A keyword or a yes/no answer ("Yes.", "ok"), which is never a name or a country."""
+    return text.upper().strip(" .!,?") in RESERVED | YES_WORDS | NO_WORDS
+
+
+def valid_name(raw: str) -> str | None:
+    """A person's full name, or None: letters and name punctuation, no formula prefix."""
+    if len(raw) > MAX_NAME * 4:
+        return None
+    name = clean(raw, limit=MAX_NAME + 1)
+    if not 1 <= len(name) <= MAX_NAME or name[0] in "=+-@" or _is_keyword(name):
+        return None
+    if not all(c.isalpha() or c in NAME_PUNCTUATION or unicodedata.category(c).startswith("M")
+               for c in name):
+        return None
+    return name if sum(c.isalpha() for c in name) >= 2 else None
+
+
+def valid_country(raw: str) -> str | None:
+    """A country name as typed, or None."""
+    if len(raw) > MAX_COUNTRY * 4:
+        return None
+    country = clean(raw, limit=MAX_COUNTRY + 1)
+    if not 2 <= len(country) <= MAX_COUNTRY or country[0] in "=+-@" or _is_keyword(country):
+        return None
+    if not all(c.isalpha() or c in COUNTRY_PUNCTUATION for c in country):
+        return None
+    return country if sum(c.isalpha() for c in country) >= 2 else None
+
+
+def valid_voice(raw: str) -> str | None:
+    """A short "why I signed", or None: a few words, no formula prefix, bounded."""
+    if len(raw) > MAX_VOICE * 4:
+        return None
+    said = clean(raw, limit=MAX_VOICE + 1)
+    if not 3 <= len(said) <= MAX_VOICE or said[0] in "=+-@" or _is_keyword(said):
+        return None
+    return said if sum(c.isalpha() for c in said) >= 3 else None
+
+
+def suggests_distress(text: str, words: tuple[str, ...]) -> bool:
+    """Whether the text contains one of the configured distress phrases (whole words)."""
+    lowered = " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
+    return any(re.search(rf"\b{re.escape(w.lower())}\b", lowered) for w in words)
