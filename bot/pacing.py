@@ -38,6 +38,7 @@ return 1
 
 class Pacer(Protocol):
     def wait(self, channel: str) -> float: ...
+    def reserve(self, channel: str) -> float | None: ...
     def pause(self, channel: str, seconds: float) -> None: ...
 
 
@@ -52,17 +53,21 @@ class LocalPacer:
 
     def wait(self, channel: str) -> float:
         """Block until this channel may send; return how long that took."""
+        delay = self.reserve(channel) or 0.0
+        if delay > 0:
+            self.sleep(delay)
+        return delay
+
+    def reserve(self, channel: str) -> float | None:
+        """Take the channel's next slot without waiting: seconds until it (None: no limit)."""
         interval = self.intervals.get(channel)
         if interval is None:
-            return 0.0
+            return None
         with self.lock:
             now = time.monotonic()
             slot = max(now, self.next.get(channel, 0.0))
             self.next[channel] = slot + interval
-        delay = slot - now
-        if delay > 0:
-            self.sleep(delay)
-        return delay
+        return slot - now
 
     def pause(self, channel: str, seconds: float) -> None:
         with self.lock:
@@ -78,17 +83,21 @@ class RedisPacer:
         self.client = redis.Redis.from_url(url)
         self.intervals = {c: 1 / (r * HEADROOM) for c, r in rates.items() if r}
         self.prefix = prefix
-        self.reserve = self.client.register_script(RESERVE)
+        self.script = self.client.register_script(RESERVE)
         self.hold = self.client.register_script(PAUSE)
 
     def wait(self, channel: str) -> float:
-        interval = self.intervals.get(channel)
-        if interval is None:
-            return 0.0
-        delay = float(self.reserve(keys=[self.prefix + channel], args=[interval]))
+        delay = self.reserve(channel) or 0.0
         if delay > 0:
             time.sleep(delay)
         return delay
+
+    def reserve(self, channel: str) -> float | None:
+        """Take the channel's next slot without waiting: seconds until it (None: no limit)."""
+        interval = self.intervals.get(channel)
+        if interval is None:
+            return None
+        return float(self.script(keys=[self.prefix + channel], args=[interval]))
 
     def pause(self, channel: str, seconds: float) -> None:
         self.hold(keys=[self.prefix + channel], args=[seconds])

@@ -501,15 +501,22 @@ def _petition_id(session: Session, slug: str) -> int:
 
 
 def _state(conv: Conversation | None) -> State:
+    """The stored conversation as the core's State (every field, whatever it is called)."""
     if conv is None:
         return State()
-    data = dict(conv.data)
+    data = {**conv.data, "step": conv.step}
     try:
-        return State(step=Step(conv.step), petition=str(data.get("petition", "")),
-                     page=int(data.get("page", 0)), name=str(data.get("name", "")),
-                     postcode=str(data.get("postcode", "")), country=str(data.get("country", "")),
-                     referral=str(data.get("referral", "")),
-                     options=tuple(str(o) for o in data.get("options", ())),
-                     resume=Step(data.get("resume", Step.MENU)))
-    except ValueError:  # a state written by an older version: start again, keep the person
+        return State(**{f.name: _field(f.name, data[f.name])
+                        for f in dataclasses.fields(State) if f.name in data})
+    except (TypeError, ValueError):  # written by an older version: start again, keep the person
         return State()
+
+
+def _field(name: str, value: Any) -> Any:
+    if name in ("step", "resume"):
+        return Step(value)
+    if name == "options":
+        return tuple(str(o) for o in value)
+    if name == "page":
+        return int(value)
+    return str(value)

@@ -40,6 +40,8 @@ log = logging.getLogger("petitionbot.worker")
 HEARTBEAT = 2.0           # seconds between heartbeats
 STALE_AFTER = 15.0        # a worker silent this long is gone; its rows are recovered
 IDLE_SLEEP = 0.5
+PREPARE = 0.05            # seconds before a send's slot to start its database work
+LATE = 0.01               # a send this far past its slot takes a fresh one
 
 
 def utcnow() -> dt.datetime:
@@ -137,6 +139,9 @@ class BroadcastWorker:
                     self._busy[channel] = False
                     self.stopping.wait(30)
                     continue
+                prepare = getattr(self.senders[channel], "prepare", None)
+                if prepare is not None:
+                    prepare()  # connect first (Telegram's getMe), not inside a paced send
                 with self.sessions.begin() as session:
                     jobs = self.claim(session, channel)
                 self._busy[channel] = bool(jobs)
@@ -192,14 +197,29 @@ class BroadcastWorker:
         for job in jobs:
             if self.stopping.is_set():
                 break
-            self.pacer.wait(channel)
+            # The provider counts arrivals, so the request must leave at its slot: take the
+            # slot, do the database work while waiting for it, then send on time. A send
+            # that is late anyway (a slow commit) takes a fresh slot rather than bunch up.
+            delay = self.pacer.reserve(channel)
+            slot = time.monotonic() + (delay or 0.0)
+            _sleep_until(slot - PREPARE)
             with self.sessions.begin() as session:
                 if settled:
                     self.record(session, *settled)
                     settled = None
                 started = self.begin_send(session, job)
-            if started:
-                settled = (job, self._send(job))
+            if not started:
+                continue
+            if delay is not None and time.monotonic() > slot + LATE:
+                slot = time.monotonic() + (self.pacer.reserve(channel) or 0.0)
+            _sleep_until(slot)
+            settled = (job, self._send(job))
+            if settled[1].result != Result.SENT:
+                # Settle it now: nothing went out (or it is in doubt), and a retry's pause
+                # must hold back the next send.
+                with self.sessions.begin() as session:
+                    self.record(session, *settled)
+                settled = None
         with self.sessions.begin() as session:
             if settled:
                 self.record(session, *settled)
@@ -305,6 +325,12 @@ class BroadcastWorker:
                 .where(Announcement.status.in_(("sending", "paused")))
                 .group_by(Delivery.status)).all())
         return {k: int(v) for k, v in counts.items()}
+
+
+def _sleep_until(deadline: float) -> None:
+    delay = deadline - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
 
 
 def recover(session: Session, now: dt.datetime, stale_after: float = STALE_AFTER) -> None:

@@ -263,6 +263,10 @@ class TelegramSender:
     def __init__(self, gateway: TelegramGateway) -> None:
         self.gateway = gateway
 
+    def prepare(self) -> None:
+        """Start the gateway (its event loop, getMe) before the first paced send."""
+        _ = self.gateway.bot
+
     def send(self, job: Job) -> SendResult:
         from telegram.error import TimedOut
 
