@@ -17,6 +17,8 @@ from webhooks import runtime
 
 bp = Blueprint("telegram", __name__, url_prefix="/telegram")
 
+WEBHOOK_PATIENCE = 15.0
+
 
 @bp.post("/webhook")
 def webhook() -> Response:
@@ -38,5 +40,8 @@ def webhook() -> Response:
         abort(400, "malformed Telegram Update")
     if rt.telegram.bot.username:
         rt.service.telegram_username = rt.telegram.bot.username
-    gateway.run(process_update(update, gateway.bot, rt.service))
+    # Well inside gunicorn's worker timeout: a long flood wait drops the reply, never the
+    # worker (the message's effect is committed before any reply is sent).
+    gateway.run(process_update(update, gateway.bot, rt.service, patience=WEBHOOK_PATIENCE),
+                timeout=WEBHOOK_PATIENCE + 5)
     return Response(status=200)

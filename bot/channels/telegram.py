@@ -12,6 +12,7 @@ import asyncio
 import html
 import logging
 import threading
+import time
 import warnings
 from collections.abc import Coroutine, Sequence
 from datetime import timedelta
@@ -92,7 +93,8 @@ def markup(rendered: Rendered) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | N
                                   for label, data in row] for row in rows])
 
 
-async def process_update(update: Update, bot: Bot, service: Service) -> None:
+async def process_update(update: Update, bot: Bot, service: Service,
+                         patience: float = 120.0) -> None:
     """Handle one update: record its effect once, then send the replies."""
     query = update.callback_query
     if query is not None:
@@ -121,22 +123,32 @@ async def process_update(update: Update, bot: Bot, service: Service) -> None:
         await _quietly(bot.edit_message_reply_markup(chat_id=received.address,
                                                      message_id=query.message.message_id,
                                                      reply_markup=None))
-    await deliver(bot, service, int(received.address), handled.replies)
+    await deliver(bot, service, int(received.address), handled.replies, patience)
 
 
-async def deliver(bot: Bot, service: Service, chat_id: int,
-                  messages: Sequence[Message]) -> None:
-    """Send replies in order, honouring flood waits, migrations and blocked chats."""
+async def deliver(bot: Bot, service: Service, chat_id: int, messages: Sequence[Message],
+                  patience: float = 120.0) -> None:
+    """Send replies in order, honouring flood waits, migrations and blocked chats, waiting
+    no more than `patience` seconds in all (a webhook must answer before its server's
+    timeout; the inbound message's effect is already committed either way)."""
+    deadline = time.monotonic() + patience
     for message in messages:
         rendered = render(message, Channel.TELEGRAM)
         for attempt in range(1, SEND_ATTEMPTS + 1):
+            if time.monotonic() > deadline:
+                log.warning("telegram replies given up: waited %.0fs", patience)
+                return
             try:
                 await bot.send_message(chat_id, rendered.text, parse_mode=ParseMode.HTML,
                                        reply_markup=markup(rendered),
                                        link_preview_options=None)
                 break
             except RetryAfter as error:
-                await asyncio.sleep(min(retry_seconds(error), MAX_RETRY_WAIT))
+                wait = min(retry_seconds(error), MAX_RETRY_WAIT)
+                if time.monotonic() + wait > deadline:
+                    log.warning("telegram replies given up: flood wait of %.0fs", wait)
+                    return
+                await asyncio.sleep(wait)
             except ChatMigrated as error:
                 await asyncio.to_thread(service.move_address, Channel.TELEGRAM, str(chat_id),
                                         str(error.new_chat_id))
@@ -231,7 +243,7 @@ def run_polling(service: Service, token: str, base_url: str) -> None:
         # The offset moves past an update once fetched, so its effect must not be lost:
         # while the database is away, keep retrying this update before taking the next.
         delay = 1.0
-        while True:
+        while context.application.running:
             try:
                 await process_update(update, context.bot, service)
                 return
@@ -240,6 +252,8 @@ def run_polling(service: Service, token: str, base_url: str) -> None:
                             type(error).__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
+        log.error("stopping with update %s unhandled: the database was unavailable",
+                  update.update_id)
 
     async def post_init(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
         service.telegram_username = application.bot.username or ""
