@@ -3,22 +3,23 @@ transaction per inbound message; nothing is sent from here, replies are returned
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import conversation as core
+from bot import metrics, people
 from bot.broadcast import milestone_drafts, skip_pending_for
-from bot.budget import ReplyBudget, Verdict
+from bot.budget import Budget, Verdict
 from bot.config import Config
-from bot.conversation import Channel, Inbound, Outcome, State, Step, SupporterView
+from bot.conversation import Channel, Inbound, Outcome
+from bot.people import erase_supporter, merge_supporters
 from bot.petitions import Catalogue
 from bot.postcodes import postcode_area
 from bot.render import Message
@@ -26,19 +27,24 @@ from bot.texts import Phrase, Texts
 from models import (
     ChannelCount,
     ConsentRecord,
-    Conversation,
     Identity,
     InboundMessage,
     Petition,
     Signature,
     Subscription,
-    Supporter,
     Voice,
 )
-from models.db import is_postgres
 from models.sql import insert_ignore
 
 log = logging.getLogger("petitionbot.inbound")
+
+inbound_messages = cast(Table, InboundMessage.__table__)
+SET_INBOUND_IDENTITY = (update(inbound_messages)
+                        .where(inbound_messages.c.id == bindparam("p_id"))
+                        .values(identity_id=bindparam("p_identity")))
+
+COUNTS_TTL = 1.0  # seconds a process may show a count before re-reading it
+LAST_INBOUND_PRECISION = timedelta(minutes=1)
 
 VOICES_TTL = 60.0
 SHOWN_VOICES = 3
@@ -66,6 +72,18 @@ class Handled:
     duplicate: bool = False
     identity_id: int | None = None
     step: str = ""
+    signed: bool = False   # this message added a signature
+
+    @property
+    def outcome(self) -> str:
+        """What the message came to, for logs and metrics."""
+        if self.duplicate:
+            return "duplicate"
+        if self.step == "erased":
+            return "erased"
+        if self.signed:
+            return "signed"
+        return "replied" if self.replies else "silent"
 
 
 def utcnow() -> datetime:
@@ -74,7 +92,7 @@ def utcnow() -> datetime:
 
 class Service:
     def __init__(self, config: Config, sessions: sessionmaker[Session],
-                 budget: ReplyBudget | None = None,
+                 budget: Budget | None = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
         self.config = config
         self.sessions = sessions
@@ -88,6 +106,8 @@ class Service:
             overrides["signpost"] = config.safeguarding.reply
         self.texts = Texts(overrides)
         self._voices: tuple[float, dict[str, tuple[tuple[str, str], ...]]] = (0.0, {})
+        self._counts: tuple[float, dict[str, int]] = (0.0, {})
+        self._petition_ids: dict[str, int] = {}
         org = config.organisation
         self.common: dict[str, object] = {
             "organisation": org.name, "short_name": org.short_name, "contact": org.contact,
@@ -138,11 +158,22 @@ class Service:
     def receive(self, msg: Received) -> Handled:
         """Handle one inbound message in one transaction; return the replies to send."""
         started = time.perf_counter()
-        with self.sessions.begin() as session:
-            handled = self._receive(session, msg)
-        log.info("inbound channel=%s identity=%s step=%s duplicate=%s replies=%d ms=%.1f",
-                 msg.channel.value, handled.identity_id, handled.step, handled.duplicate,
-                 len(handled.replies), (time.perf_counter() - started) * 1000)
+        channel = msg.channel.value
+        try:
+            with self.sessions.begin() as session:
+                handled = self._receive(session, msg)
+        except Exception:
+            metrics.observe_inbound(channel, "error", time.perf_counter() - started)
+            raise
+        seconds = time.perf_counter() - started
+        # Ids, steps and outcomes only: never the address, a name or the text.
+        log.info("inbound channel=%s identity=%s step=%s outcome=%s replies=%d ms=%.1f",
+                 channel, handled.identity_id, handled.step, handled.outcome,
+                 len(handled.replies), seconds * 1000, extra={
+                     "event": "inbound", "channel": channel, "identity": handled.identity_id,
+                     "step": handled.step, "outcome": handled.outcome,
+                     "replies": len(handled.replies), "ms": round(seconds * 1000, 1)})
+        metrics.observe_inbound(channel, handled.outcome, seconds, signed=handled.signed)
         return handled
 
     def _receive(self, session: Session, msg: Received) -> Handled:
@@ -156,18 +187,16 @@ class Service:
             ["channel", "provider_id"], returning=InboundMessage.id)
         if inbound_id is None:  # a replay: the first copy had the effect
             return Handled((), duplicate=True)
-        identity = self._identity(session, msg, now)
-        session.execute(update(InboundMessage).where(InboundMessage.id == inbound_id)
-                        .values(identity_id=identity.id))
+        who = people.find_or_create(session, msg.channel, msg.address, msg.phone, now)
+        conn = session.connection()
+        conn.execute(SET_INBOUND_IDENTITY, {"p_id": inbound_id, "p_identity": who.id})
         if msg.contact == "own" and msg.phone and msg.channel == Channel.TELEGRAM:
-            self._link_phone(session, identity, msg.phone, now)
+            people.link_phone(session, who, msg.phone, now)
         inbound = Inbound(msg.channel, msg.text, msg.provider_id, msg.opt_out, msg.contact)
-        conv = session.get(Conversation, identity.id)
-        state = _state(conv)
-        facts = self._facts(session, identity)
-        offer_link = msg.channel == Channel.TELEGRAM and identity.supporter_id is not None and (
-            session.scalar(select(Supporter.phone).where(Supporter.id == identity.supporter_id))
-            is None)
+        state = who.state
+        facts = people.facts(session, who)
+        offer_link = msg.channel == Channel.TELEGRAM and who.supporter_id is not None and (
+            not who.phone)
         ctx = core.Context(self.catalogue.views(self.counts(session), self.voices(session)),
                            self.config.default_petition, facts, self.config.privacy.version,
                            offer_phone_link=offer_link,
@@ -181,101 +210,29 @@ class Service:
         # A STOP is always acknowledged: an acknowledgement only follows a START, which is
         # itself budgeted, so this cannot be turned into unbounded replies.
         if verdict != Verdict.REPLY and not (core.wants_to_stop(inbound) and not facts.opted_out):
-            identity.last_inbound_at = now
+            who.last_inbound_at = now
+            people.write(session, who)
             notice = (Message(self.texts.render(Phrase("over_budget"), self.common)),)
-            return Handled(notice if verdict == Verdict.NOTICE else (), identity_id=identity.id,
+            return Handled(notice if verdict == Verdict.NOTICE else (), identity_id=who.id,
                            step=state.step.value)
-        results = self._apply(session, outcome, identity, msg, now)
+        results = self._apply(session, outcome, who, msg, now)
+        if any(isinstance(e, core.Sign | core.Erase) for e in outcome.effects):
+            self._counts = (0.0, self._counts[1])  # the next reader sees the change
         if results.get("erased"):
             return Handled(self._render(outcome, results, msg.channel), identity_id=None,
                            step="erased")
-        identity.last_inbound_at = now
-        if identity.unreachable_at is not None:  # they wrote to us: reachable again
-            identity.unreachable_at = None
-        self._save(session, identity, conv, outcome.state, now)
+        # Minute precision is plenty for WhatsApp's 24-hour window, and saves a write.
+        last = who.last_inbound_at
+        if last is None or now - last > LAST_INBOUND_PRECISION or last > now:
+            who.last_inbound_at = now
+        who.unreachable_at = None  # they wrote to us: reachable again
+        people.write(session, who)
+        people.save_conversation(session, who, outcome.state, now)
         replies = self._render(outcome, results, msg.channel)
-        return Handled(replies, identity_id=identity.id, step=outcome.state.step.value)
+        return Handled(replies, identity_id=who.id, step=outcome.state.step.value,
+                       signed=bool(results.get("new_signature")))
 
     # Loading -------------------------------------------------------------------------
-
-    def _identity(self, session: Session, msg: Received, now: datetime) -> Identity:
-        """Find or create the sender's identity, serialising all work for one person."""
-        found = _find_identity(session, msg)
-        if found is None:
-            # A phone number names the person on every channel, so their supporter comes
-            # first; a Telegram chat gets its supporter once its identity row is locked.
-            supporter_id = self._supporter_for(session, msg.phone, now) if msg.phone else None
-            insert_ignore(session, Identity, {
-                "supporter_id": supporter_id, "channel": msg.channel.value,
-                "address": msg.address, "created_at": now}, ["channel", "address"])
-            found = _find_identity(session, msg)
-            assert found is not None
-        if found.supporter_id is None:
-            if is_postgres(session):
-                session.execute(select(Identity.id).where(Identity.id == found.id)
-                                .with_for_update())
-                session.refresh(found)
-            if found.supporter_id is None and found.opted_out_at is None:
-                found.supporter_id = self._supporter_for(session, msg.phone, now)
-                session.flush()
-        elif is_postgres(session):
-            # One lock per person, whatever the channel: two messages at once, or SMS and
-            # WhatsApp at once, are handled one after the other.
-            locked = session.scalar(select(Supporter.id).where(Supporter.id == found.supporter_id)
-                                    .with_for_update())
-            if locked is None:  # erased (DELETE) while we waited: a stranger from now on
-                session.expunge(found)
-                return self._identity(session, msg, now)
-        session.refresh(found)
-        return found
-
-    def _link_phone(self, session: Session, identity: Identity, phone: str,
-                    now: datetime) -> None:
-        """The sender proved `phone` is theirs: this identity joins that person."""
-        owner = session.scalar(select(Supporter).where(Supporter.phone == phone))
-        current = session.get(Supporter, identity.supporter_id) if identity.supporter_id else None
-        if owner is None:
-            if current is not None and current.phone is None:
-                current.phone = phone
-            else:
-                identity.supporter_id = self._supporter_for(session, phone, now)
-            session.flush()
-            return
-        if current is None or owner.id == current.id:
-            identity.supporter_id = owner.id
-            session.flush()
-            return
-        if is_postgres(session):
-            session.execute(select(Supporter.id).where(Supporter.id == owner.id)
-                            .with_for_update())
-        merge_supporters(session, source=current.id, target=owner.id)
-        session.refresh(identity)
-
-    def _supporter_for(self, session: Session, phone: str, now: datetime) -> int:
-        if phone:
-            insert_ignore(session, Supporter, {"phone": phone, "created_at": now}, ["phone"])
-            supporter_id = session.scalar(select(Supporter.id).where(Supporter.phone == phone))
-            assert supporter_id is not None
-            return supporter_id
-        supporter = Supporter(created_at=now)
-        session.add(supporter)
-        session.flush()
-        return supporter.id
-
-    def _facts(self, session: Session, identity: Identity) -> SupporterView:
-        signatures = session.execute(
-            select(Signature, Petition.slug).join(Petition, Petition.id == Signature.petition_id)
-            .where(Signature.supporter_id == identity.supporter_id)).all()
-        subscribed = session.scalars(
-            select(Petition.slug).join(Subscription, Subscription.petition_id == Petition.id)
-            .where(Subscription.identity_id == identity.id)).all()
-        return SupporterView(
-            opted_out=identity.opted_out_at is not None,
-            signatures=tuple(core.SignatureView(
-                petition=slug, number=s.number, signed_at=s.signed_at, channel=Channel(s.channel),
-                name=s.name, postcode=s.postcode or "", country=s.country or "")
-                for s, slug in signatures),
-            subscribed=frozenset(subscribed))
 
     def voices(self, session: Session) -> dict[str, tuple[tuple[str, str], ...]]:
         """The newest approved voices per petition, re-read at most once a minute."""
@@ -294,22 +251,33 @@ class Service:
         self._voices = (time.monotonic(), {k: tuple(v) for k, v in fresh.items()})
         return self._voices[1]
 
-    def counts(self, session: Session) -> dict[str, int]:
-        """Signatures collected here, by petition slug (kept counters, no COUNT(*))."""
-        return {slug: count for slug, count in
-                session.execute(select(Petition.slug, Petition.signature_count)).all()}
+    def petition_id(self, session: Session, slug: str) -> int:
+        """A petition's row id (it never changes, so it is remembered)."""
+        if slug not in self._petition_ids:
+            self._petition_ids[slug] = _petition_id(session, slug)
+        return self._petition_ids[slug]
+
+    def counts(self, session: Session, fresh: bool = False) -> dict[str, int]:
+        """Signatures collected here, by petition slug (kept counters, no COUNT(*)); re-read
+        at most once a second unless `fresh`, and at once after a signature here."""
+        read_at, counts = self._counts
+        if fresh or time.monotonic() - read_at > COUNTS_TTL:
+            counts = {slug: count for slug, count in
+                      session.execute(select(Petition.slug, Petition.signature_count)).all()}
+            self._counts = (time.monotonic(), counts)
+        return counts
 
     # Effects ---------------------------------------------------------------------------
 
-    def _apply(self, session: Session, outcome: Outcome, identity: Identity, msg: Received,
+    def _apply(self, session: Session, outcome: Outcome, who: people.Who, msg: Received,
                now: datetime) -> dict[str, Any]:
         results: dict[str, Any] = {}
         consent_ids: dict[tuple[str, str], int] = {}
-        supporter_id = identity.supporter_id
+        supporter_id = who.supporter_id
         for effect in outcome.effects:
             match effect:
                 case core.GrantConsent(purpose, slug, version):
-                    record = self._consent(session, supporter_id, _petition_id(session, slug),
+                    record = self._consent(session, supporter_id, self.petition_id(session, slug),
                                            purpose, "granted", version, msg, now)
                     consent_ids[(purpose.value, slug)] = record
                 case core.Sign():
@@ -320,24 +288,24 @@ class Service:
                                      consent_ids.get(("publish_voice", slug)), now)
                 case core.Subscribe(slug):
                     insert_ignore(session, Subscription, {
-                        "identity_id": identity.id, "petition_id": _petition_id(session, slug),
+                        "identity_id": who.id, "petition_id": self.petition_id(session, slug),
                         "consent_id": consent_ids.get(("updates", slug)), "created_at": now},
                         ["identity_id", "petition_id"])
                 case core.OptOut():
-                    self._opt_out(session, identity, msg, now)
+                    self._opt_out(session, who, msg, now)
                 case core.OptIn():
-                    identity.opted_out_at = None
-                    if identity.supporter_id is None:
-                        identity.supporter_id = self._supporter_for(session, msg.phone, now)
+                    who.opted_out_at = None
+                    if who.supporter_id is None:
+                        who.supporter_id = people.supporter_for(session, msg.phone, now)
                 case core.Erase():
-                    erase_supporter(session, supporter_id)
+                    people.erase_supporter(session, supporter_id)
                     results["erased"] = True
         return results
 
     def _save_voice(self, session: Session, supporter_id: int | None, slug: str, text: str,
                     publish: bool, flagged: bool, consent_id: int | None,
                     now: datetime) -> None:
-        petition_id = _petition_id(session, slug)
+        petition_id = self.petition_id(session, slug)
         nation = session.scalar(select(Signature.nation).where(
             Signature.petition_id == petition_id, Signature.supporter_id == supporter_id))
         session.add(Voice(petition_id=petition_id, supporter_id=supporter_id, text=text,
@@ -361,7 +329,7 @@ class Service:
     def _sign(self, session: Session, sign: core.Sign, supporter_id: int | None, msg: Received,
               now: datetime, consent_id: int | None) -> dict[str, Any]:
         assert supporter_id is not None
-        petition_id = _petition_id(session, sign.petition)
+        petition_id = self.petition_id(session, sign.petition)
         existing = session.scalar(select(Signature.number).where(
             Signature.petition_id == petition_id, Signature.supporter_id == supporter_id))
         if existing is not None:  # signed meanwhile on another channel: never twice
@@ -391,34 +359,25 @@ class Service:
         external = sum(e.count for e in self.config.petition(sign.petition).external)
         milestone_drafts(session, self.config, sign.petition, here - 1 + external,
                          here + external, now)
-        return {"number": number, "count": f"{here + external:,}", "petition": sign.petition}
+        return {"number": number, "count": f"{here + external:,}", "petition": sign.petition,
+                "new_signature": True}
 
     def _total(self, session: Session, slug: str) -> int:
         here = self.counts(session).get(slug, 0)
         return here + sum(e.count for e in self.config.petition(slug).external)
 
-    def _opt_out(self, session: Session, identity: Identity, msg: Received,
+    def _opt_out(self, session: Session, who: people.Who, msg: Received,
                  now: datetime) -> None:
-        identity.opted_out_at = now
-        skip_pending_for(session, identity.id, "opted_out", now)  # even mid-broadcast
+        who.opted_out_at = now
+        skip_pending_for(session, who.id, "opted_out", now)  # even mid-broadcast
         subscriptions = session.scalars(
-            select(Subscription).where(Subscription.identity_id == identity.id)).all()
+            select(Subscription).where(Subscription.identity_id == who.id)).all()
         for sub in subscriptions:
-            if identity.supporter_id is not None:
-                self._consent(session, identity.supporter_id, sub.petition_id,
+            if who.supporter_id is not None:
+                self._consent(session, who.supporter_id, sub.petition_id,
                               core.Purpose.UPDATES, "withdrawn", self.config.privacy.version,
                               msg, now)
             session.delete(sub)
-
-    def _save(self, session: Session, identity: Identity, conv: Conversation | None,
-              state: State, now: datetime) -> None:
-        data = {k: v for k, v in dataclasses.asdict(state).items() if k != "step"}
-        data["options"] = list(state.options)
-        if conv is None:
-            session.add(Conversation(identity_id=identity.id, step=state.step.value, data=data,
-                                     updated_at=now))
-        elif conv.step != state.step.value or conv.data != data:
-            conv.step, conv.data, conv.updated_at = state.step.value, data, now
 
     def _render(self, outcome: Outcome, results: dict[str, Any],
                 channel: Channel) -> tuple[Message, ...]:
@@ -434,89 +393,10 @@ class Service:
         return tuple(messages)
 
 
-def erase_supporter(session: Session, supporter_id: int | None) -> None:
-    """Really delete a person: signatures (counts follow), consent, subscriptions,
-    conversations and identities; an identity that said STOP stays, bare, as suppression."""
-    if supporter_id is None:
-        return
-    for petition_id, channel in session.execute(
-            select(Signature.petition_id, Signature.channel)
-            .where(Signature.supporter_id == supporter_id)).all():
-        _uncount(session, petition_id, channel)
-    identity_ids = list(session.scalars(
-        select(Identity.id).where(Identity.supporter_id == supporter_id)))
-    session.execute(delete(Signature).where(Signature.supporter_id == supporter_id))
-    session.execute(delete(Voice).where(Voice.supporter_id == supporter_id))
-    _delete_where(session, Subscription, Subscription.identity_id, identity_ids)
-    _delete_where(session, Conversation, Conversation.identity_id, identity_ids)
-    session.execute(update(InboundMessage).where(InboundMessage.identity_id.in_(identity_ids))
-                    .values(identity_id=None, body=None))
-    session.execute(delete(ConsentRecord).where(ConsentRecord.supporter_id == supporter_id))
-    session.execute(update(Identity).where(Identity.supporter_id == supporter_id,
-                                           Identity.opted_out_at.is_not(None))
-                    .values(supporter_id=None, last_inbound_at=None, unreachable_at=None))
-    session.execute(delete(Identity).where(Identity.supporter_id == supporter_id))
-    session.execute(delete(Supporter).where(Supporter.id == supporter_id))
-    session.expunge_all()
-
-
-def merge_supporters(session: Session, source: int, target: int) -> None:
-    """Fold one person's records into another's; a petition both signed counts once."""
-    target_petitions = set(session.scalars(
-        select(Signature.petition_id).where(Signature.supporter_id == target)))
-    for sig in session.scalars(select(Signature).where(Signature.supporter_id == source)).all():
-        if sig.petition_id in target_petitions:
-            _uncount(session, sig.petition_id, sig.channel)
-            session.delete(sig)
-        else:
-            sig.supporter_id = target
-    session.flush()
-    for model in (ConsentRecord, Identity):
-        session.execute(update(model).where(model.supporter_id == source)
-                        .values(supporter_id=target))
-    session.execute(delete(Supporter).where(Supporter.id == source))
-
-
-def _uncount(session: Session, petition_id: int, channel: str) -> None:
-    session.execute(update(Petition).where(Petition.id == petition_id)
-                    .values(signature_count=Petition.signature_count - 1))
-    session.execute(update(ChannelCount).where(ChannelCount.petition_id == petition_id,
-                                               ChannelCount.channel == channel)
-                    .values(count=ChannelCount.count - 1))
-
-
-def _delete_where(session: Session, model: Any, column: Any, ids: Iterable[int]) -> None:
-    session.execute(delete(model).where(column.in_(list(ids))))
-
-
-def _find_identity(session: Session, msg: Received) -> Identity | None:
-    return session.scalar(select(Identity).where(Identity.channel == msg.channel.value,
-                                                 Identity.address == msg.address))
-
-
 def _petition_id(session: Session, slug: str) -> int:
     pid = session.scalar(select(Petition.id).where(Petition.slug == slug))
     assert pid is not None, slug
     return pid
 
 
-def _state(conv: Conversation | None) -> State:
-    """The stored conversation as the core's State (every field, whatever it is called)."""
-    if conv is None:
-        return State()
-    data = {**conv.data, "step": conv.step}
-    try:
-        return State(**{f.name: _field(f.name, data[f.name])
-                        for f in dataclasses.fields(State) if f.name in data})
-    except (TypeError, ValueError):  # written by an older version: start again, keep the person
-        return State()
-
-
-def _field(name: str, value: Any) -> Any:
-    if name in ("step", "resume"):
-        return Step(value)
-    if name == "options":
-        return tuple(str(o) for o in value)
-    if name == "page":
-        return int(value)
-    return str(value)
+__all__ = ["Handled", "Received", "Service", "erase_supporter", "merge_supporters"]

@@ -20,7 +20,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
         parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        kwargs.setdefault("pool_pre_ping", True)
+        # No pre-ping (a round trip per transaction): a dropped connection fails one request
+        # with a 503, which the provider retries; recycling keeps connections fresh.
+        kwargs.setdefault("pool_recycle", 1800)
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 10)
         return create_engine(url, **kwargs)

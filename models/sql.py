@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -16,10 +18,19 @@ def insert_ignore(session: Session, model: Any, values: Mapping[str, Any],
     On PostgreSQL a conflicting row that is not yet committed makes this wait for that
     transaction, so concurrent copies of one insert resolve to exactly one row.
     """
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(model).values(**values).on_conflict_do_nothing(
-        index_elements=list(index_elements))
+    name = session.get_bind().dialect.name
+    stmt = _statement(name, model, tuple(values), tuple(index_elements), returning)
     if returning is None:
-        session.execute(stmt)
+        session.execute(stmt, dict(values))
         return None
-    return session.scalar(stmt.returning(returning))
+    return session.scalar(stmt, dict(values))
+
+
+@functools.lru_cache(maxsize=64)
+def _statement(dialect_name: str, model: Any, keys: tuple[str, ...],
+               index_elements: tuple[str, ...], returning: Any) -> Any:
+    # Built once per shape with bound parameters: cheaper than a fresh construct per call.
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    stmt = dialect.insert(model).values({key: bindparam(key) for key in keys})
+    stmt = stmt.on_conflict_do_nothing(index_elements=list(index_elements))
+    return stmt if returning is None else stmt.returning(returning)

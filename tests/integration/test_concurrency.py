@@ -17,7 +17,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.conversation import Channel, Step
-from bot.service import Received, Service, _state
+from bot.people import Who
+from bot.service import Received, Service
 from models import (
     ChannelCount,
     ConsentRecord,
@@ -73,8 +74,9 @@ def conversations_are_valid(sessions: sessionmaker[Session]) -> list[str]:
     with sessions() as session:
         steps = []
         for conv in session.scalars(select(Conversation)):
-            state = _state(conv)
-            assert state.step == Step(conv.step), conv.data  # _state did not fall back
+            state = Who(conv.identity_id, None, None, None, None, None, conv.step, conv.data,
+                        conv.version).state
+            assert state.step == Step(conv.step), conv.data  # read back, no fall back
             steps.append(conv.step)
         return steps
 

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.budget import ReplyBudget
+from bot.budget import LocalReplyBudget
 from bot.config import Config
 from bot.gsm import is_gsm7
 from bot.settings import Settings
@@ -467,7 +467,7 @@ def test_an_unknown_petition_is_404(client: FlaskClient) -> None:
 def test_healthz(client: FlaskClient) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok", "database": "ok"}
+    assert response.get_json() == {"status": "ok", "database": "ok", "redis": "not configured"}
 
 
 # When we fail -------------------------------------------------------------------------
@@ -516,7 +516,7 @@ def test_a_database_error_halfway_through_commits_nothing(
 def test_gethin_floods_the_bot_and_is_paused_while_hana_is_not(
         app: Flask, client: FlaskClient, sessions: sessionmaker[Session],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(app.extensions["petitionbot"].service, "budget", ReplyBudget(3, 600))
+    monkeypatch.setattr(app.extensions["petitionbot"].service, "budget", LocalReplyBudget(3, 600))
     gethin = Texter(client, "+447700900888")
     hana = Texter(client, "+447700900999", "whatsapp")
     for body in ("Hi", "MORE", "MORE"):
@@ -539,7 +539,7 @@ def test_gethin_floods_the_bot_and_is_paused_while_hana_is_not(
 
 def test_the_over_budget_notice_is_sent_once_per_window(
         app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(app.extensions["petitionbot"].service, "budget", ReplyBudget(1, 600))
+    monkeypatch.setattr(app.extensions["petitionbot"].service, "budget", LocalReplyBudget(1, 600))
     iwan = Texter(client, "+447700900111", "whatsapp")
     said = [iwan.says("Hi") for _ in range(6)]
     notice = re.compile("pause our replies")
@@ -550,7 +550,7 @@ def test_the_over_budget_notice_is_sent_once_per_window(
 def test_jac_said_stop_and_keeps_writing_but_hears_nothing_until_start(
         app: Flask, client: FlaskClient, sessions: sessionmaker[Session],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(app.extensions["petitionbot"].service, "budget", ReplyBudget(3, 600))
+    monkeypatch.setattr(app.extensions["petitionbot"].service, "budget", LocalReplyBudget(3, 600))
     jac = Texter(client, "+447700900222")
     assert jac.says("Hi")
     assert jac.says("STOP") == [
