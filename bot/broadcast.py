@@ -28,7 +28,9 @@ from models.sql import insert_ignore
 WHATSAPP_WINDOW = dt.timedelta(hours=24)
 OPEN = ("pending", "claimed", "sending")       # still to be settled
 DONE = ("sent", "delivered", "failed", "skipped", "unknown")
-STOP_WORD = re.compile(r"\bSTOP\b")
+# An instruction ("Reply STOP", "send stop"), not just the word: "we will not STOP" tells
+# nobody how to stop the messages.
+STOP_WORD = re.compile(r"\b(?:reply|send|text)\s+STOP\b", re.IGNORECASE)
 
 
 class BroadcastError(Exception):
@@ -189,7 +191,8 @@ def _apply_frequency_cap(session: Session, config: Config, announcement: Announc
               .where(Delivery.announcement_id != announcement.id,
                      Announcement.test_group.is_(False),
                      Delivery.status.in_(("sending", "sent", "delivered", "unknown")),
-                     Delivery.sent_at >= since)
+                     # a send in doubt (`unknown`) has no sent_at, but probably arrived
+                     func.coalesce(Delivery.sent_at, Delivery.updated_at) >= since)
               .group_by(Delivery.identity_id)
               .having(func.count() >= config.broadcast.frequency_cap))
     session.execute(update(Delivery).where(
@@ -339,15 +342,21 @@ MOVES_FROM = {"sent": ("sending", "unknown"),
 
 
 def record_status(session: Session, provider_id: str, status: str, error_code: str | None,
-                  now: dt.datetime) -> bool:
-    """Apply a provider's delivery report; later reports never undo later states."""
+                  now: dt.datetime, delivery_id: int | None = None) -> bool:
+    """Apply a provider's delivery report; later reports never undo later states. With the
+    delivery's id, the report also settles a send still `sending` or `unknown` here."""
     target = STATUS_TARGET.get(status)
     if target is None:
         return False
     values: dict[str, Any] = {"status": target, "updated_at": now}
     if error_code:
         values["error_code"] = error_code[:40]
-    result = session.execute(update(Delivery).where(
-        Delivery.provider_id == provider_id, Delivery.status.in_(MOVES_FROM[target]))
-        .values(**values))
+    if delivery_id is not None:
+        row = and_(Delivery.id == delivery_id,
+                   or_(Delivery.provider_id.is_(None), Delivery.provider_id == provider_id))
+        values["provider_id"] = provider_id
+    else:
+        row = Delivery.provider_id == provider_id
+    result = session.execute(update(Delivery).where(row, Delivery.status.in_(MOVES_FROM[target]))
+                             .values(**values))
     return bool(getattr(result, "rowcount", 0))

@@ -66,6 +66,7 @@ SAVE_CONVERSATION = (update(conversations)
                      .values(step=bindparam("p_step"), data=bindparam("p_data"),
                              version=conversations.c.version + 1, updated_at=bindparam("p_now")))
 
+STATE_FIELDS = tuple(f.name for f in dataclasses.fields(State) if f.name != "step")
 WATCHED = ("supporter_id", "opted_out_at", "unreachable_at", "last_inbound_at")
 
 
@@ -183,7 +184,7 @@ def facts(session: Session, who: Who) -> SupporterView:
 
 
 def save_conversation(session: Session, who: Who, state: State, now: datetime) -> None:
-    data = {k: v for k, v in dataclasses.asdict(state).items() if k != "step"}
+    data: dict[str, Any] = {name: getattr(state, name) for name in STATE_FIELDS}
     data["options"] = list(state.options)
     conn = session.connection()
     params = {"p_identity": who.id, "p_step": state.step.value, "p_data": data, "p_now": now}

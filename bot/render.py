@@ -3,6 +3,7 @@ WhatsApp, HTML with inline buttons for Telegram. Pure: no I/O."""
 
 from __future__ import annotations
 
+import functools
 import html
 from dataclasses import dataclass
 
@@ -31,8 +32,9 @@ class Rendered:
     contact_button: str = ""  # Telegram: a keyboard button that shares the phone number
 
 
+@functools.lru_cache(maxsize=4096)
 def render(message: Message, channel: Channel) -> Rendered:
-    """The message as `channel` shows it."""
+    """The message as `channel` shows it (most replies repeat, so they are remembered)."""
     if channel == Channel.TELEGRAM:
         raw = message.text
         text = html.escape(raw, quote=False)

@@ -27,7 +27,7 @@ from typing import TextIO
 from sqlalchemy import delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import broadcast
+from bot import broadcast, metrics
 from bot.broadcast import Job
 from bot.config import Config
 from bot.outcomes import Result, Sender, SendResult
@@ -41,7 +41,6 @@ HEARTBEAT = 2.0           # seconds between heartbeats
 STALE_AFTER = 15.0        # a worker silent this long is gone; its rows are recovered
 IDLE_SLEEP = 0.5
 PREPARE = 0.05            # seconds before a send's slot to start its database work
-LATE = 0.01               # a send this far past its slot takes a fresh one
 
 
 def utcnow() -> dt.datetime:
@@ -198,8 +197,8 @@ class BroadcastWorker:
             if self.stopping.is_set():
                 break
             # The provider counts arrivals, so the request must leave at its slot: take the
-            # slot, do the database work while waiting for it, then send on time. A send
-            # that is late anyway (a slow commit) takes a fresh slot rather than bunch up.
+            # slot, do the database work while waiting for it, then send on time (and, if
+            # late anyway, not so soon after the sends before it: `admit`).
             delay = self.pacer.reserve(channel)
             slot = time.monotonic() + (delay or 0.0)
             _sleep_until(slot - PREPARE)
@@ -210,9 +209,9 @@ class BroadcastWorker:
                 started = self.begin_send(session, job)
             if not started:
                 continue
-            if delay is not None and time.monotonic() > slot + LATE:
-                slot = time.monotonic() + (self.pacer.reserve(channel) or 0.0)
             _sleep_until(slot)
+            while (wait := self.pacer.admit(channel)) > 0:
+                time.sleep(wait)
             settled = (job, self._send(job))
             if settled[1].result != Result.SENT:
                 # Settle it now: nothing went out (or it is in doubt), and a retry's pause
@@ -250,12 +249,17 @@ class BroadcastWorker:
 
     def _send(self, job: Job) -> SendResult:
         sender = self.senders[job.channel]
-        result = sender.send(job)
-        if result.result == Result.TEMPLATE:  # refused (63016), nothing went out: use it
-            result = sender.send(replace(job, use_template=True))
-        if result.result == Result.MOVED and result.new_address:
-            self._move(job, result.new_address)
-            result = sender.send(replace(job, address=result.new_address))
+        try:
+            result = sender.send(job)
+            if result.result == Result.TEMPLATE:  # refused (63016), nothing went out: use it
+                result = sender.send(replace(job, use_template=True))
+            if result.result == Result.MOVED and result.new_address:
+                self._move(job, result.new_address)
+                result = sender.send(replace(job, address=result.new_address))
+        except Exception as error:  # e.g. a garbled answer: it may have gone out, never resend;
+            # raising would leave the row `sending` under a live worker for ever.
+            log.exception("send channel=%s delivery=%s raised", job.channel, job.delivery_id)
+            return SendResult(Result.UNKNOWN, error=type(error).__name__[:40])
         return result
 
     def _move(self, job: Job, address: str) -> None:
@@ -293,10 +297,23 @@ class BroadcastWorker:
             case _:
                 values.update(status="failed")
         values["used_template"] = sent.used_template
-        session.execute(update(Delivery).where(Delivery.id == job.delivery_id,
-                                               Delivery.status == "sending").values(**values))
-        log.info("send channel=%s delivery=%s result=%s error=%s", job.channel,
-                 job.delivery_id, sent.result.value, sent.error)
+        settled = session.execute(update(Delivery).where(
+            Delivery.id == job.delivery_id, Delivery.status == "sending").values(**values))
+        if sent.result == Result.SENT and getattr(settled, "rowcount", 1) == 0:
+            # Its delivery report came first and moved it on: keep that, add what we know.
+            session.execute(update(Delivery).where(Delivery.id == job.delivery_id).values(
+                provider_id=sent.provider_id, sent_at=now, worker=None, lease_until=None))
+        status = str(values["status"])
+        ms = None if sent.seconds is None else round(sent.seconds * 1000, 1)
+        log.info("send channel=%s delivery=%s result=%s status=%s error=%s ms=%s", job.channel,
+                 job.delivery_id, sent.result.value, status, sent.error, ms, extra={
+                     "event": "send", "request_id": f"send-{job.delivery_id}-{job.attempts}",
+                     "channel": job.channel, "delivery": job.delivery_id,
+                     "result": sent.result.value, "outcome": status, "error": sent.error,
+                     "ms": ms})
+        metrics.observe_delivery(job.channel, "retry" if status == "pending" else status)
+        if sent.error:
+            metrics.observe_provider_error(job.channel, sent.error)
 
     def _release(self, session: Session, ids: list[int] | None = None) -> None:
         """Claimed rows this worker did not start go back to the queue."""

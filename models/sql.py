@@ -18,19 +18,18 @@ def insert_ignore(session: Session, model: Any, values: Mapping[str, Any],
     On PostgreSQL a conflicting row that is not yet committed makes this wait for that
     transaction, so concurrent copies of one insert resolve to exactly one row.
     """
-    name = session.get_bind().dialect.name
-    stmt = _statement(name, model, tuple(values), tuple(index_elements), returning)
-    if returning is None:
-        session.execute(stmt, dict(values))
-        return None
-    return session.scalar(stmt, dict(values))
+    connection = session.connection()  # Core, not the ORM's bulk-insert machinery
+    stmt = _statement(connection.dialect.name, model.__table__, tuple(values),
+                      tuple(index_elements), returning)
+    result = connection.execute(stmt, {f"p_{key}": value for key, value in values.items()})
+    return None if returning is None else result.scalar()
 
 
 @functools.lru_cache(maxsize=64)
-def _statement(dialect_name: str, model: Any, keys: tuple[str, ...],
+def _statement(dialect_name: str, table: Any, keys: tuple[str, ...],
                index_elements: tuple[str, ...], returning: Any) -> Any:
     # Built once per shape with bound parameters: cheaper than a fresh construct per call.
     dialect = postgresql if dialect_name == "postgresql" else sqlite
-    stmt = dialect.insert(model).values({key: bindparam(key) for key in keys})
+    stmt = dialect.insert(table).values({key: bindparam(f"p_{key}") for key in keys})
     stmt = stmt.on_conflict_do_nothing(index_elements=list(index_elements))
     return stmt if returning is None else stmt.returning(returning)

@@ -5,6 +5,7 @@ One handler serves both channels and branches only on the `whatsapp:` prefix of 
 
 from __future__ import annotations
 
+import hmac
 import re
 from collections.abc import Iterable
 
@@ -12,7 +13,8 @@ from flask import Blueprint, Response, abort, request
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from bot.broadcast import record_status
+from bot import metrics
+from bot.broadcast import STATUS_TARGET, record_status
 from bot.conversation import Channel
 from bot.phones import normalise_phone
 from bot.render import render
@@ -56,10 +58,17 @@ def status() -> Response:
     reported = request.form.get("MessageStatus", "")
     if not MESSAGE_SID.match(sid) or not reported:
         abort(400, "MessageSid and MessageStatus are required")
+    # Our sends name their delivery in the callback URL (?d=ID, signed with the rest), so
+    # a report that arrives before the worker has recorded the send still finds its row.
+    delivery = request.args.get("d", "")
     rt = runtime()
     with rt.sessions.begin() as session:
-        record_status(session, sid, reported.lower(), request.form.get("ErrorCode") or None,
-                      rt.service.clock())
+        moved = record_status(session, sid, reported.lower(),
+                              request.form.get("ErrorCode") or None, rt.service.clock(),
+                              delivery_id=int(delivery) if delivery.isdecimal() else None)
+    if moved:
+        channel = "whatsapp" if request.form.get("To", "").startswith("whatsapp:") else "sms"
+        metrics.observe_delivery(channel, STATUS_TARGET[reported.lower()])
     return Response(status=204)
 
 
@@ -72,7 +81,13 @@ def authenticate() -> None:
     if request.query_string:
         url += "?" + request.query_string.decode("latin-1")
     signature = request.headers.get("X-Twilio-Signature", "")  # None would raise inside
-    if not RequestValidator(settings.twilio_auth_token).validate(url, request.form, signature):
+    validator = RequestValidator(settings.twilio_auth_token)
+    if signature and hmac.compare_digest(validator.compute_signature(url, request.form),
+                                         signature):
+        return
+    # The URL as configured in Twilio may carry an explicit :443 or :80; the validator
+    # tries those forms too.
+    if not validator.validate(url, request.form, signature):
         abort(403, "invalid Twilio signature")
 
 

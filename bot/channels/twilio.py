@@ -50,7 +50,8 @@ class TwilioSender:
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
 
     def send(self, job: Job) -> SendResult:
-        params: dict[str, Any] = {**self.sender, "status_callback": self.status_callback}
+        params: dict[str, Any] = {**self.sender,
+                                  "status_callback": f"{self.status_callback}?d={job.delivery_id}"}
         if self.channel == Channel.WHATSAPP:
             params["to"] = "whatsapp:" + job.address
             outside = job.last_inbound_at is None or (
