@@ -23,9 +23,18 @@ def _settings() -> Settings:
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
 def main(verbose: bool) -> None:
     """Read and sign a campaign petition over SMS, WhatsApp and Telegram."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    from bot import logs
+
+    try:  # readable, or JSON with LOG_FORMAT=json; phone numbers and secrets masked
+        logs.configure(logging.DEBUG if verbose else logging.INFO)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    if verbose:
+        logging.getLogger("alembic").setLevel(logging.DEBUG)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from bot import metrics
+
+        metrics.prepare()
     quiet_library_loggers()
 
 
@@ -86,6 +95,10 @@ def run(host: str, port: int) -> None:
                   "TWILIO_AUTH_TOKEN to accept messages)"))
     click.echo("Try the conversation in a terminal: petitionbot chat --channel sms "
                "--address +447700900123")
+    click.echo(f"Staff console: http://{host}:{port}/staff/")
+    if not _has_staff(settings):
+        click.echo("No staff account yet. Create the first admin (it asks for a password), "
+                   "then log in:\n  petitionbot staff add you@example.org --role admin")
     try:
         _serve(host, port, workers=1, threads=8)
     finally:
@@ -97,6 +110,60 @@ def run(host: str, port: int) -> None:
 
 def _has_command(name: str) -> bool:
     return name in main.commands
+
+
+def _has_staff(settings: Settings) -> bool:
+    from bot.staff import has_staff
+    from models.db import make_engine, make_sessions
+
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessions(engine)() as session:
+            return has_staff(session)
+    finally:
+        engine.dispose()
+
+
+@main.group()
+def staff() -> None:
+    """Staff accounts for the console at /staff/."""
+
+
+@staff.command("add")
+@click.argument("email")
+@click.option("--role", required=True, type=click.Choice(["admin", "editor", "viewer"]),
+              help="viewer reads; editor also drafts; admin also approves, sends, exports "
+                   "and erases.")
+def staff_add(email: str, role: str) -> None:
+    """Create a console account. The password is read from standard input when it is not
+    a terminal (one line), else asked for twice."""
+    from bot import staff as accounts
+    from models.db import make_engine, make_sessions
+
+    settings = _settings()
+    require_current_schema(settings)
+    password = _read_password()
+    now = _utcnow()
+    with make_sessions(make_engine(settings.database_url)).begin() as session:
+        try:
+            user = accounts.add_staff(session, email, role, password, now)
+        except accounts.StaffError as error:
+            raise click.ClickException(str(error)) from None
+        accounts.audit(session, "cli:" + os.environ.get("USER", "operator"), "staff.add",
+                       f"staff:{user.email}", {"role": role}, now)
+        added = user.email
+    click.echo(f"{added} may now log in to the staff console at /staff/ as {role}.")
+
+
+def _read_password() -> str:
+    import getpass
+
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password (12 characters or more): ")
+    if getpass.getpass("The same password again: ") != first:
+        raise click.ClickException("the two passwords differ; nothing was changed")
+    return first
 
 
 @main.command()
@@ -159,23 +226,32 @@ def _senders(settings: Settings) -> dict[str, Any]:
               help="Seconds after which a silent worker's deliveries are recovered.")
 def worker(until_idle: bool, batch: int, stale_after: float) -> None:
     """Send announcements: claim deliveries, send at each channel's rate, record outcomes."""
+    from bot.metrics import MeteredPacer, MeteredSender
     from bot.pacing import make_pacer
+    from bot.retention import DailyRetention
     from bot.worker import BroadcastWorker, stdout_if_tty
     from models.db import make_engine, make_sessions
 
     settings = _settings()
     config = _config_or_exit(settings)
     require_current_schema(settings)
-    senders = _senders(settings)
+    senders = {channel: MeteredSender(sender, channel)
+               for channel, sender in _senders(settings).items()}
     if not senders:
         click.echo("No channel is configured to send on (set the Twilio or Telegram "
                    "variables); deliveries will wait.", err=True)
-    pacer = make_pacer(dict(config.broadcast.rates), settings.redis_url)
-    runner = BroadcastWorker(config, make_sessions(make_engine(settings.database_url)), senders,
-                             pacer, batch=batch, stale_after=stale_after, out=stdout_if_tty())
+    pacer = MeteredPacer(make_pacer(dict(config.broadcast.rates), settings.redis_url))
+    sessions = make_sessions(make_engine(settings.database_url))
+    runner = BroadcastWorker(config, sessions, senders, pacer, batch=batch,
+                             stale_after=stale_after, out=stdout_if_tty())
+    retention = DailyRetention(config, sessions)  # config.toml [retention], once a day
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: runner.stop())
-    runner.run(until_idle=until_idle)
+    retention.start()
+    try:
+        runner.run(until_idle=until_idle)
+    finally:
+        retention.stop()
 
 
 @main.command()
@@ -452,3 +528,15 @@ def stats() -> None:
     sessions = make_sessions(make_engine(settings.database_url))
     with sessions() as session:
         click.echo(campaign_stats(session, config))
+
+
+def _register_operations() -> None:
+    """Commands that live beside the code they drive."""
+    from bot.backup import backup_command
+    from bot.retention import retention_group
+
+    db.add_command(backup_command)
+    main.add_command(retention_group)
+
+
+_register_operations()

@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.phones import mask, normalise_phone
@@ -46,7 +46,7 @@ def find(session: Session, query: str, limit: int = LIMIT) -> list[Found]:
     query = query.strip()
     if not query:
         return []
-    ids: list[int] = []
+    ids: list[int | None] = []
     phone = normalise_phone(query)
     if phone is not None:
         ids += session.scalars(select(Supporter.id).where(Supporter.phone == phone)).all()
@@ -61,7 +61,8 @@ def find(session: Session, query: str, limit: int = LIMIT) -> list[Found]:
             select(Signature.supporter_id).where(
                 func.lower(Signature.name).contains(query.lower(), autoescape=True))
             .distinct().order_by(Signature.supporter_id).limit(limit)).all()
-    return summaries(session, list(dict.fromkeys(i for i in ids if i is not None))[:limit])
+    found = [i for i in dict.fromkeys(ids) if i is not None]
+    return summaries(session, found[:limit])
 
 
 def summaries(session: Session, ids: list[int]) -> list[Found]:
@@ -73,9 +74,10 @@ def summaries(session: Session, ids: list[int]) -> list[Found]:
             .where(Signature.supporter_id.in_(ids))):
         people[sid].names.append(name)
         people[sid].signed.append(slug)
-    for sid, channel in session.execute(select(Identity.supporter_id, Identity.channel)
-                                        .where(Identity.supporter_id.in_(ids))):
-        people[sid].channels.append(channel)
+    for owner, channel in session.execute(select(Identity.supporter_id, Identity.channel)
+                                          .where(Identity.supporter_id.in_(ids))):
+        if owner is not None:
+            people[owner].channels.append(channel)
     return [people[i] for i in ids if i in people]
 
 
@@ -87,7 +89,7 @@ def subject_access(session: Session, supporter_id: int) -> dict[str, Any] | None
     identities = session.scalars(select(Identity).where(Identity.supporter_id == supporter_id)
                                  .order_by(Identity.id)).all()
     identity_ids = [i.id for i in identities]
-    slugs = dict(session.execute(select(Petition.id, Petition.slug)).tuples().all())
+    slugs = dict(session.execute(select(Petition.id, Petition.slug)).all())
     signatures = session.scalars(select(Signature).where(Signature.supporter_id == supporter_id)
                                  .order_by(Signature.id)).all()
     consents = session.scalars(select(ConsentRecord)
@@ -164,18 +166,8 @@ def erase(session: Session, supporter_id: int) -> Erased | None:
     return Erased(supporter_id, phone, signatures, suppressed)
 
 
-def masked_identities(session: Session, supporter_id: int) -> list[tuple[str, str]]:
-    """(channel, masked address) of one person's identities, for an audit entry."""
-    rows = session.execute(select(Identity.channel, Identity.address)
-                           .where(Identity.supporter_id == supporter_id)).all()
-    return [(c, mask(a) if c != "telegram" else "***" + a[-2:]) for c, a in rows]
-
-
 def _iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-__all__ = ["Erased", "Found", "erase", "find", "masked_identities", "subject_access",
-           "summaries"]
-
-_ = or_  # kept for callers composing extra filters
+__all__ = ["Erased", "Found", "erase", "find", "subject_access", "summaries"]

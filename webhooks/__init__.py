@@ -66,12 +66,21 @@ def create_app(config: Settings | None = None) -> Flask:
     app.extensions["petitionbot"] = Runtime(settings, content, engine, sessions, service,
                                             telegram)
 
-    from webhooks import api, twilio
+    from flask_wtf.csrf import CSRFProtect
+
+    from webhooks import api, staff, twilio
     from webhooks import telegram as telegram_webhook
 
+    csrf = CSRFProtect(app)  # every form; providers' webhooks authenticate by signature
+    csrf.exempt(twilio.bp)
+    csrf.exempt(telegram_webhook.bp)
     app.register_blueprint(twilio.bp)
     app.register_blueprint(telegram_webhook.bp)
     app.register_blueprint(api.bp)
+    staff.init_app(app)
+    from webhooks import ops
+
+    ops.install(app, settings)  # proxy trust, request ids, /healthz, /metrics
 
     @app.errorhandler(SQLAlchemyError)
     def database_error(error: SQLAlchemyError) -> tuple[Response, int]:
