@@ -275,6 +275,7 @@ def announce(slug: str, text: str, channels: tuple[str, ...], nations: tuple[str
              template_vars: tuple[str, ...], send: bool, at: str | None, wait: bool) -> None:
     """Create an announcement: a draft and its preview, or (--send/--schedule) queue it."""
     from bot import broadcast
+    from bot.staff import audit
     from models.db import make_engine, make_sessions
 
     settings = _settings()
@@ -295,8 +296,12 @@ def announce(slug: str, text: str, channels: tuple[str, ...], nations: tuple[str
                 now=now, content_sid=template_sid, variables=variables)
             for line in broadcast.preview(session, config, announcement, now).lines():
                 click.echo(line)
+            audit(session, by, "announcement.create", f"announcement:{announcement.id}",
+                  {"via": "cli"}, now)
             if send or when:
                 queued = broadcast.approve(session, config, announcement, by, now, at=when)
+                audit(session, by, "announcement.approve", f"announcement:{announcement.id}",
+                      {"via": "cli", "recipients": queued}, now)
             announcement_id = announcement.id
     except broadcast.BroadcastError as error:
         raise click.ClickException(str(error)) from None
@@ -402,6 +407,7 @@ def announcement_resume(announcement_id: int) -> None:
 
 def _act(announcement_id: int, action: str, at: str | None = None) -> None:
     from bot import broadcast
+    from bot.staff import audit
     from models import Announcement
     from models.db import make_engine, make_sessions
 
@@ -424,6 +430,8 @@ def _act(announcement_id: int, action: str, at: str | None = None) -> None:
                 broadcast.pause(session, found)
             else:
                 broadcast.resume(session, found)
+            audit(session, by, f"announcement.{action}", f"announcement:{announcement_id}",
+                  {"via": "cli"}, now)
             status = found.status
     except broadcast.BroadcastError as error:
         raise click.ClickException(str(error)) from None

@@ -8,9 +8,11 @@ import re
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from bot import broadcast
 from bot.service import Service
+from bot.staff import audit
 from models import Announcement, InboundMessage
 from models.sql import insert_ignore
 
@@ -46,12 +48,14 @@ def handle(service: Service, user_id: int, text: str, provider_id: str) -> list[
         command = command.split("@")[0].lower()
         try:
             if command == "/stats":
-                return [StaffReply(_stats(service))]
+                return [StaffReply(_stats(service, session))]
             if command == "/announce":
                 if not rest.strip():
                     return [StaffReply("Usage: /announce your message to supporters")]
                 draft = broadcast.create(session, config, config.default_petition, rest, who,
                                          now=now)
+                audit(session, who, "announcement.create", f"announcement:{draft.id}",
+                      {"via": "telegram"}, now)
                 lines = broadcast.preview(session, config, draft, now).lines()
                 return [StaffReply("\n".join(lines), (("Send", f"{SEND}{draft.id}"),
                                                       ("Cancel", f"{CANCEL}{draft.id}")))]
@@ -62,29 +66,33 @@ def handle(service: Service, user_id: int, text: str, provider_id: str) -> list[
                     return [StaffReply("That announcement no longer exists.")]
                 if action.group(1) == SEND:
                     queued = broadcast.approve(session, config, found, who, now)
+                    audit(session, who, "announcement.approve", f"announcement:{found.id}",
+                          {"via": "telegram", "recipients": queued}, now)
                     return [StaffReply(f"Announcement {found.id} queued for {queued:,} "
                                        "recipient(s). /stats shows progress.")]
                 broadcast.cancel(session, found, who, now)
+                audit(session, who, "announcement.cancel", f"announcement:{found.id}",
+                      {"via": "telegram"}, now)
                 return [StaffReply(f"Announcement {found.id} cancelled.")]
         except broadcast.BroadcastError as error:
             return [StaffReply(str(error))]
     return []
 
 
-def _stats(service: Service) -> str:
-    with service.sessions() as session:
-        counts = service.counts(session)
-        lines = []
-        for petition in service.config.petitions:
-            here = counts.get(petition.slug, 0)
-            total = here + sum(e.count for e in petition.external)
-            lines.append(f"{petition.title}: {total:,} signatures ({here:,} here)")
-        latest = session.scalars(select(Announcement).order_by(Announcement.id.desc())
-                                 .limit(3)).all()
-        for a in latest:
-            done = broadcast.progress(session, a.id)
-            summary = ", ".join(f"{k} {v:,}" for k, v in done.items() if v) or "no deliveries"
-            lines.append(f"#{a.id} {a.status}: {summary}")
+def _stats(service: Service, session: Session) -> str:
+    # The command's own session: on SQLite a second one in this thread would wait for it.
+    counts = service.counts(session, fresh=True)
+    lines = []
+    for petition in service.config.petitions:
+        here = counts.get(petition.slug, 0)
+        total = here + sum(e.count for e in petition.external)
+        lines.append(f"{petition.title}: {total:,} signatures ({here:,} here)")
+    latest = session.scalars(select(Announcement).order_by(Announcement.id.desc())
+                             .limit(3)).all()
+    for a in latest:
+        done = broadcast.progress(session, a.id)
+        summary = ", ".join(f"{k} {v:,}" for k, v in done.items() if v) or "no deliveries"
+        lines.append(f"#{a.id} {a.status}: {summary}")
     return "\n".join(lines)
 
 
