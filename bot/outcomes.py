@@ -29,6 +29,7 @@ class SendResult:
     retry_after: float | None = None
     new_address: str | None = None
     used_template: bool = False
+    seconds: float | None = None  # the provider call's duration, when measured (for logs)
 
 
 class Sender(Protocol):

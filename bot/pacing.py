@@ -4,12 +4,18 @@ A generic cell rate algorithm: each send reserves the next slot, `1/rate` after 
 one, so sends are evenly spaced rather than bursting at the top of each second. Slots are
 kept in Redis when several processes send (the reservation is one atomic script, timed by
 Redis's own clock), else in this process.
+
+A send that leaves late (its process was descheduled, a commit was slow) would bunch up
+with the sends whose slots follow, so the moment of sending is checked too (`admit`): the
+last `rate` sends actually made are remembered, and one more is let through only when the
+oldest of them is more than a second (and a margin) old.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from typing import Any, Protocol
 
 # Slots are spaced a little wider than 1/rate, so that the jitter between reserving a slot
@@ -26,6 +32,25 @@ redis.call('SET', KEYS[1], tostring(slot), 'PX', 60000)
 return tostring(slot - now)
 """
 
+# Admission: the times of the last `rate` sends, newest first.
+ADMIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local count = tonumber(ARGV[1])
+local span = tonumber(ARGV[2])
+if redis.call('LLEN', KEYS[1]) >= count then
+  local wait = tonumber(redis.call('LINDEX', KEYS[1], count - 1)) + span - now
+  if wait > 0 then return tostring(wait) end
+end
+redis.call('LPUSH', KEYS[1], string.format('%.6f', now))
+redis.call('LTRIM', KEYS[1], 0, count - 1)
+redis.call('PEXPIRE', KEYS[1], 60000)
+return '0'
+"""
+# Sends admitted must be this much more than a second apart per `rate` of them (less than
+# the spacing's own headroom, so that sends on time are never held back).
+MARGIN = 0.02
+
 PAUSE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -39,6 +64,7 @@ return 1
 class Pacer(Protocol):
     def wait(self, channel: str) -> float: ...
     def reserve(self, channel: str) -> float | None: ...
+    def admit(self, channel: str) -> float: ...
     def pause(self, channel: str, seconds: float) -> None: ...
 
 
@@ -47,7 +73,9 @@ class LocalPacer:
 
     def __init__(self, rates: dict[str, float], sleep: Any = time.sleep) -> None:
         self.intervals = {c: 1 / (r * HEADROOM) for c, r in rates.items() if r}
+        self.counts = {c: max(int(r), 1) for c, r in rates.items() if r}
         self.next: dict[str, float] = {}
+        self.sent: dict[str, deque[float]] = {}
         self.lock = threading.Lock()
         self.sleep = sleep
 
@@ -69,6 +97,19 @@ class LocalPacer:
             self.next[channel] = slot + interval
         return slot - now
 
+    def admit(self, channel: str) -> float:
+        """Record a send now and return 0, or return how long to wait before trying again."""
+        count = self.counts.get(channel)
+        if count is None:
+            return 0.0
+        with self.lock:
+            now = time.monotonic()
+            sent = self.sent.setdefault(channel, deque(maxlen=count))
+            if len(sent) == count and sent[0] + 1 + MARGIN > now:
+                return sent[0] + 1 + MARGIN - now
+            sent.append(now)
+        return 0.0
+
     def pause(self, channel: str, seconds: float) -> None:
         with self.lock:
             self.next[channel] = max(self.next.get(channel, 0.0), time.monotonic() + seconds)
@@ -82,8 +123,10 @@ class RedisPacer:
 
         self.client = redis.Redis.from_url(url)
         self.intervals = {c: 1 / (r * HEADROOM) for c, r in rates.items() if r}
+        self.counts = {c: max(int(r), 1) for c, r in rates.items() if r}
         self.prefix = prefix
         self.script = self.client.register_script(RESERVE)
+        self.admission = self.client.register_script(ADMIT)
         self.hold = self.client.register_script(PAUSE)
 
     def wait(self, channel: str) -> float:
@@ -98,6 +141,14 @@ class RedisPacer:
         if interval is None:
             return None
         return float(self.script(keys=[self.prefix + channel], args=[interval]))
+
+    def admit(self, channel: str) -> float:
+        """Record a send now and return 0, or return how long to wait before trying again."""
+        count = self.counts.get(channel)
+        if count is None:
+            return 0.0
+        return float(self.admission(keys=[self.prefix + "sent:" + channel],
+                                    args=[count, 1 + MARGIN]))
 
     def pause(self, channel: str, seconds: float) -> None:
         self.hold(keys=[self.prefix + channel], args=[seconds])

@@ -10,6 +10,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+METRICS_ALLOW_DEFAULT = "127.0.0.0/8, ::1"  # loopback only
+
+
+def _count(name: str, raw: str) -> int:
+    if not raw.isdigit():
+        raise ValueError(f"{name} must be a whole number (0 or more), not {raw!r}")
+    return int(raw)
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -27,6 +35,9 @@ class Settings:
     telegram_webhook_secret: str = ""
     telegram_api_base_url: str = "https://api.telegram.org/bot"
     redis_url: str = ""
+    trusted_proxies: int = 0          # reverse proxies in front whose X-Forwarded-* to believe
+    metrics_token: str = ""           # Bearer token that may read /metrics
+    metrics_allow: str = METRICS_ALLOW_DEFAULT  # addresses that may read /metrics without it
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -50,6 +61,9 @@ class Settings:
             telegram_webhook_secret=get("TELEGRAM_WEBHOOK_SECRET"),
             telegram_api_base_url=get("TELEGRAM_API_BASE_URL", cls.telegram_api_base_url),
             redis_url=get("REDIS_URL"),
+            trusted_proxies=_count("TRUSTED_PROXIES", get("TRUSTED_PROXIES", "0")),
+            metrics_token=get("METRICS_TOKEN"),
+            metrics_allow=get("METRICS_ALLOW", cls.metrics_allow),
         )
 
     @property

@@ -16,6 +16,8 @@ LOCK_TIMEOUT = 30.0
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for `url`; SQLite gets WAL, foreign keys, a busy timeout, BEGIN IMMEDIATE."""
     parsed = make_url(url)
+    # Statement parameters (names, phone numbers) stay out of error messages and tracebacks.
+    kwargs.setdefault("hide_parameters", True)
     if parsed.drivername == "postgresql":
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
         parsed = make_url(url)

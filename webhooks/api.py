@@ -1,10 +1,9 @@
-"""Public JSON about petitions, and the health check."""
+"""Public JSON about petitions (the health check is in webhooks/ops.py)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, abort, jsonify
-from sqlalchemy import select, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import select
 
 from models import ChannelCount, Petition
 from webhooks import runtime
@@ -36,13 +35,3 @@ def petition(slug: str) -> Response:
             "by_channel": {c: by_channel.get(c, 0) for c in ("sms", "whatsapp", "telegram")},
         },
     })
-
-
-@bp.get("/healthz")
-def healthz() -> tuple[Response, int]:
-    try:
-        with runtime().engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except SQLAlchemyError:
-        return jsonify(status="unavailable", database="unreachable"), 503
-    return jsonify(status="ok", database="ok"), 200

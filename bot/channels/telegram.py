@@ -37,7 +37,7 @@ from telegram.error import (
     TelegramError,
 )
 
-from bot import staff_commands
+from bot import logs, metrics, staff_commands
 from bot.broadcast import Job
 from bot.conversation import Channel
 from bot.outcomes import Result, SendResult
@@ -145,6 +145,7 @@ async def deliver(bot: Bot, service: Service, chat_id: int, messages: Sequence[M
                 break
             except RetryAfter as error:
                 wait = min(retry_seconds(error), MAX_RETRY_WAIT)
+                metrics.observe_wait("telegram", "provider", wait)
                 if time.monotonic() + wait > deadline:
                     log.warning("telegram replies given up: flood wait of %.0fs", wait)
                     return
@@ -154,14 +155,17 @@ async def deliver(bot: Bot, service: Service, chat_id: int, messages: Sequence[M
                                         str(error.new_chat_id))
                 chat_id = error.new_chat_id
             except Forbidden:
+                metrics.observe_provider_error("telegram", "403")
                 log.info("telegram chat unreachable (blocked or deleted); marked")
                 await asyncio.to_thread(service.mark_unreachable, Channel.TELEGRAM,
                                         str(chat_id))
                 return
             except BadRequest as error:
+                metrics.observe_provider_error("telegram", "400")
                 log.warning("telegram reply refused: %s", error.message[:60])
                 return
             except NetworkError as error:
+                metrics.observe_provider_error("telegram", "network")
                 if attempt == SEND_ATTEMPTS:
                     log.warning("telegram reply not sent after %d attempts: %s", attempt,
                                 type(error).__name__)
@@ -243,6 +247,7 @@ def run_polling(service: Service, token: str, base_url: str) -> None:
         # The offset moves past an update once fetched, so its effect must not be lost:
         # while the database is away, keep retrying this update before taking the next.
         delay = 1.0
+        logs.request_id.set(logs.new_request_id())  # this task's log lines, this update's id
         while context.application.running:
             try:
                 await process_update(update, context.bot, service)
