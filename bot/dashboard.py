@@ -114,9 +114,10 @@ def by_area(rows: list[tuple[str, str | None, int]]) -> list[tuple[str, int]]:
 
 
 def referrals(session: Session, pid: int, limit: int = 10) -> list[tuple[str, int]]:
-    source = func.coalesce(Signature.referral, "")
-    rows = session.execute(select(source, func.count()).where(Signature.petition_id == pid)
-                           .group_by(source).order_by(func.count().desc()).limit(limit)).all()
+    # Grouped on the bare column, so the (petition_id, referral) index answers it alone.
+    rows = session.execute(select(Signature.referral, func.count())
+                           .where(Signature.petition_id == pid).group_by(Signature.referral)
+                           .order_by(func.count().desc()).limit(limit)).all()
     return [(ref or "direct", count) for ref, count in rows]
 
 

@@ -13,6 +13,7 @@ from bot.dashboard import Figures, figures, totals
 from webhooks import runtime
 from webhooks.staff.access import CACHE_SECONDS, cache_seconds, console, now, route
 from webhooks.staff.charts import bar_chart
+from webhooks.staff.forms import NATIONS
 
 PERIODS = (30, 60, 90, 365)
 
@@ -40,7 +41,7 @@ def dashboard() -> Any:
     with rt.sessions() as session:
         data = dataclasses.replace(cached, totals=totals(session, rt.config, slug))
     return render_template("staff/dashboard.html", f=data, days=days, periods=PERIODS,
-                           petitions=rt.config.petitions, slug=slug,
+                           petitions=rt.config.petitions, slug=slug, names=dict(NATIONS),
                            chart=bar_chart(data.per_day, _label(days)))
 
 

@@ -34,6 +34,8 @@
     status.className = "status " + data.status;
     if (finished(data.status)) {
       note.textContent = "Finished.";
+      // Pause, resume and cancel were for a sending announcement: nothing is left to stop.
+      for (const form of document.querySelectorAll(".actions form")) form.remove();
       return;
     }
     note.textContent = data.status === "sending" ? "Updating every few seconds while it sends." : "";

@@ -70,7 +70,8 @@
   async function refresh() {
     const mine = ++sequence;
     const text = form.elements.namedItem("text").value;
-    if (counter) counter.textContent = `${text.length} of 1,200 characters`;
+    // Characters as the server counts them (code points: an emoji is one, not two).
+    if (counter) counter.textContent = `${format(Array.from(text).length)} of 1,200 characters`;
     try {
       const response = await fetch(form.dataset.preview, {
         method: "POST",
