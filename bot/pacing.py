@@ -21,15 +21,20 @@ from typing import Any, Protocol
 # Slots are spaced a little wider than 1/rate, so that the jitter between reserving a slot
 # and the provider receiving the request cannot put rate+1 sends into one second.
 HEADROOM = 0.97
+# A sender held up this long (a slow commit, the next batch's claim) may still take the
+# slots it missed, so the rate achieved stays the rate configured; admission still keeps
+# any second to `rate` sends. Longer gaps start afresh.
+CATCH_UP = 0.1
 
 RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local interval = tonumber(ARGV[1])
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
-local slot = math.max(now, last + interval)
+local slot = last + interval
+if slot < now - tonumber(ARGV[2]) then slot = now end
 redis.call('SET', KEYS[1], tostring(slot), 'PX', 60000)
-return tostring(slot - now)
+return tostring(math.max(slot - now, 0))
 """
 
 # Admission: the times of the last `rate` sends, newest first.
@@ -93,9 +98,11 @@ class LocalPacer:
             return None
         with self.lock:
             now = time.monotonic()
-            slot = max(now, self.next.get(channel, 0.0))
+            slot = self.next.get(channel, 0.0)
+            if slot < now - CATCH_UP:
+                slot = now
             self.next[channel] = slot + interval
-        return slot - now
+        return max(slot - now, 0.0)
 
     def admit(self, channel: str) -> float:
         """Record a send now and return 0, or return how long to wait before trying again."""
@@ -140,7 +147,7 @@ class RedisPacer:
         interval = self.intervals.get(channel)
         if interval is None:
             return None
-        return float(self.script(keys=[self.prefix + channel], args=[interval]))
+        return float(self.script(keys=[self.prefix + channel], args=[interval, CATCH_UP]))
 
     def admit(self, channel: str) -> float:
         """Record a send now and return 0, or return how long to wait before trying again."""

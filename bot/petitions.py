@@ -10,6 +10,8 @@ from bot.conversation import PetitionView
 
 # A page plus its "(Page 2 of 5)" line and the choices fits in three SMS segments.
 PAGE_LIMIT = 330
+# WhatsApp and Telegram messages can be longer: the whole issue in one or two screens.
+LONG_PAGE_LIMIT = 1000
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -44,19 +46,22 @@ class Catalogue:
     def __init__(self, petitions: tuple[Petition, ...]) -> None:
         self.petitions = petitions
         self.pages = {p.slug: paginate(p.issue) for p in petitions}
+        self.long_pages = {p.slug: paginate(p.issue, LONG_PAGE_LIMIT) for p in petitions}
 
     def views(self, counts: Mapping[str, int],
               voices: Mapping[str, tuple[tuple[str, str], ...]] | None = None,
-              ) -> dict[str, PetitionView]:
+              long_pages: bool = False) -> dict[str, PetitionView]:
+        """Every petition as the core sees it; `long_pages` for channels without SMS limits."""
         voices = voices or {}
-        return {p.slug: self.view(p, counts.get(p.slug, 0), voices.get(p.slug, ()))
+        return {p.slug: self.view(p, counts.get(p.slug, 0), voices.get(p.slug, ()), long_pages)
                 for p in self.petitions}
 
-    def view(self, p: Petition, here: int,
-             voices: tuple[tuple[str, str], ...] = ()) -> PetitionView:
+    def view(self, p: Petition, here: int, voices: tuple[tuple[str, str], ...] = (),
+             long_pages: bool = False) -> PetitionView:
         return PetitionView(
             slug=p.slug, code=p.code, title=p.title, summary=p.summary,
-            pages=self.pages[p.slug], decision_makers=_and(p.decision_makers),
+            pages=(self.long_pages if long_pages else self.pages)[p.slug],
+            decision_makers=_and(p.decision_makers),
             organiser=p.organiser, created=p.created, here=here,
             external=tuple((e.source, e.count) for e in p.external), share_url=p.share_url,
             voices=voices)

@@ -197,7 +197,8 @@ class Service:
         facts = people.facts(session, who)
         offer_link = msg.channel == Channel.TELEGRAM and who.supporter_id is not None and (
             not who.phone)
-        ctx = core.Context(self.catalogue.views(self.counts(session), self.voices(session)),
+        ctx = core.Context(self.catalogue.views(self.counts(session), self.voices(session),
+                                                long_pages=msg.channel != Channel.SMS),
                            self.config.default_petition, facts, self.config.privacy.version,
                            offer_phone_link=offer_link,
                            distress_words=self.config.safeguarding.words)

@@ -115,7 +115,7 @@ def test_amira_signs_by_sms() -> None:
 
 
 def test_ben_reads_every_page_and_wraps_round() -> None:
-    ben = FakeShell(Channel.WHATSAPP)
+    ben = FakeShell(Channel.SMS)
     pages = ben.catalogue.pages["sirt"]
     assert len(pages) >= 2
     table: list[Row] = [("hi", GREETING, Step.MENU)]
@@ -130,6 +130,15 @@ def test_ben_reads_every_page_and_wraps_round() -> None:
     assert "MORE" not in said[len(pages)].outcome.replies[0].options
     assert "MORE" in said[1].outcome.replies[0].options
     assert ben.effects == []
+
+
+@pytest.mark.parametrize("channel", [Channel.WHATSAPP, Channel.TELEGRAM])
+def test_ben_reads_the_whole_issue_on_one_screen_where_messages_may_be_long(
+        channel: Channel) -> None:
+    ben = FakeShell(channel)
+    assert ben.catalogue.long_pages["sirt"] == (ben.config.petition("sirt").issue.strip(),)
+    said = play(ben, [("hi", GREETING, Step.MENU), ("MORE", "(Page 1 of 1, the end)", Step.MENU)])
+    assert "Sign the petition to support our call" in said[-1].words
 
 
 def test_chloe_asks_who_the_petition_is_to() -> None:

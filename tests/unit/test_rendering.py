@@ -30,7 +30,8 @@ def walk(channel: Channel) -> list[Said]:
     """Every step and every answer, with the longest content the shipped config has."""
     said: list[Said] = []
     zoe = FakeShell(channel, here={"sirt": 123_456})
-    pages = len(zoe.catalogue.pages["sirt"])
+    pages = len((zoe.catalogue.pages if channel == Channel.SMS else zoe.catalogue.long_pages)
+                ["sirt"])
     said += zoe.sends(["hi", *["MORE"] * (pages + 1), "INFO", "HELP", "STATUS", "SIGN", "HELP",
                        "perhaps", "NO", "SIGN", "YES", "", "HELP", NAME_80, "STATUS", "ZZ9",
                        "NONE", "12", "UK", "NONE", "Trinidad & Tobago", "EDIT", NAME_80,
@@ -63,6 +64,8 @@ def pairs(said: list[Said]) -> list[tuple[Message, Rendered]]:
 def test_the_walk_reaches_every_text_the_conversation_has(channel: Channel) -> None:
     seen = {key for s in walk(channel) for key in s.keys}
     expected = set(DEFAULTS) - NESTED - SHELL_ONLY
+    if channel != Channel.SMS:
+        expected -= {"page"}  # the whole issue fits one WhatsApp or Telegram page
     assert seen == (expected if channel == Channel.TELEGRAM else expected - TELEGRAM_ONLY)
 
 

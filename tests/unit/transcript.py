@@ -106,7 +106,8 @@ class FakeShell:
     def context(self) -> Context:
         # The shell offers Telegram users to link their phone until one is known.
         offer = self.channel == Channel.TELEGRAM and not self.phone
-        return Context(self.catalogue.views(self.here, self.voices),
+        return Context(self.catalogue.views(self.here, self.voices,
+                                            long_pages=self.channel != Channel.SMS),
                        self.config.default_petition, self.supporter,
                        self.config.privacy.version, offer_phone_link=offer,
                        distress_words=self.config.safeguarding.words)
