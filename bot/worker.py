@@ -22,9 +22,9 @@ import uuid
 import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import TextIO
+from typing import TextIO, cast
 
-from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import broadcast, metrics
@@ -40,6 +40,7 @@ log = logging.getLogger("petitionbot.worker")
 HEARTBEAT = 2.0           # seconds between heartbeats
 STALE_AFTER = 15.0        # a worker silent this long is gone; its rows are recovered
 IDLE_SLEEP = 0.5
+LOG_EVERY = 10.0          # seconds between progress lines when not in a terminal
 PREPARE = 0.05            # seconds before a send's slot to start its database work
 
 
@@ -88,7 +89,8 @@ class BroadcastWorker:
         try:
             while not self.stopping.is_set():
                 self._housekeeping()
-                printer.show(self._totals())
+                if printer.due():  # counting is not free at a million recipients
+                    printer.show(self._totals())
                 if until_idle and self._idle():
                     break
                 self.stopping.wait(HEARTBEAT if not until_idle else IDLE_SLEEP)
@@ -152,6 +154,7 @@ class BroadcastWorker:
                 log.exception("send loop error on %s; retrying shortly", channel)
                 self._busy[channel] = False
                 self.stopping.wait(5)
+                self._release_channel(channel)
         self._busy[channel] = False
 
     # Claim, send, record ---------------------------------------------------------------
@@ -226,25 +229,14 @@ class BroadcastWorker:
 
     def begin_send(self, session: Session, job: Job) -> bool:
         """Mark the row `sending` (committed before the provider call), if still wanted."""
-        now = self.clock()
-        live = exists().where(Announcement.id == job.announcement_id,
-                              Announcement.status == "sending")
-        reachable = exists().where(Identity.id == job.identity_id,
-                                   Identity.opted_out_at.is_(None),
-                                   Identity.unreachable_at.is_(None))
-        result = session.execute(update(Delivery).where(
-            Delivery.id == job.delivery_id, Delivery.status == "claimed",
-            Delivery.worker == self.id, live, reachable)
-            .values(status="sending", attempts=Delivery.attempts + 1, updated_at=now))
-        if getattr(result, "rowcount", 0) == 1:
+        params = {"p_id": job.delivery_id, "p_worker": self.id, "p_now": self.clock(),
+                  "p_announcement": job.announcement_id, "p_identity": job.identity_id}
+        connection = session.connection()
+        if connection.execute(BEGIN_SEND, params).rowcount == 1:
             job.attempts += 1
             return True
-        # Paused or cancelled meanwhile, or the person said STOP: leave it for later or
-        # as the cancel/STOP already settled it.
-        session.execute(update(Delivery).where(
-            Delivery.id == job.delivery_id, Delivery.status == "claimed",
-            Delivery.worker == self.id, ~reachable).values(
-            status="skipped", error_code="opted_out", updated_at=now))
+        # Paused or cancelled meanwhile (leave it), or the person said STOP (skip it).
+        connection.execute(SKIP_UNREACHABLE, params)
         return False
 
     def _send(self, job: Job) -> SendResult:
@@ -297,8 +289,11 @@ class BroadcastWorker:
             case _:
                 values.update(status="failed")
         values["used_template"] = sent.used_template
-        settled = session.execute(update(Delivery).where(
-            Delivery.id == job.delivery_id, Delivery.status == "sending").values(**values))
+        settled = session.connection().execute(SETTLE, {
+            "p_id": job.delivery_id, "p_status": values["status"], "p_now": now,
+            "p_provider": values.get("provider_id"), "p_sent_at": values.get("sent_at"),
+            "p_next": values.get("next_attempt_at"), "p_error": sent.error,
+            "p_template": sent.used_template})
         if sent.result == Result.SENT and getattr(settled, "rowcount", 1) == 0:
             # Its delivery report came first and moved it on: keep that, add what we know.
             session.execute(update(Delivery).where(Delivery.id == job.delivery_id).values(
@@ -314,6 +309,18 @@ class BroadcastWorker:
         metrics.observe_delivery(job.channel, "retry" if status == "pending" else status)
         if sent.error:
             metrics.observe_provider_error(job.channel, sent.error)
+
+    def _release_channel(self, channel: str) -> None:
+        """After an error mid-batch: the rows not yet started go back at once, rather than
+        when their lease runs out (a row left `sending` is in doubt and stays so)."""
+        try:
+            with self.sessions.begin() as session:
+                session.execute(update(Delivery).where(
+                    Delivery.status == "claimed", Delivery.worker == self.id,
+                    Delivery.channel == channel).values(
+                    status="pending", worker=None, lease_until=None))
+        except Exception:
+            log.warning("could not release claimed %s deliveries; their lease will", channel)
 
     def _release(self, session: Session, ids: list[int] | None = None) -> None:
         """Claimed rows this worker did not start go back to the queue."""
@@ -348,6 +355,29 @@ def _sleep_until(deadline: float) -> None:
     delay = deadline - time.monotonic()
     if delay > 0:
         time.sleep(delay)
+
+
+deliveries = cast(Table, Delivery.__table__)
+announcements = cast(Table, Announcement.__table__)
+identities = cast(Table, Identity.__table__)
+_MINE = and_(deliveries.c.id == bindparam("p_id"), deliveries.c.status == "claimed",
+             deliveries.c.worker == bindparam("p_worker"))
+_REACHABLE = exists().where(identities.c.id == bindparam("p_identity"),
+                            identities.c.opted_out_at.is_(None),
+                            identities.c.unreachable_at.is_(None))
+# Built once: these run for every message a worker sends.
+BEGIN_SEND = update(deliveries).where(
+    _MINE, _REACHABLE, exists().where(announcements.c.id == bindparam("p_announcement"),
+                                      announcements.c.status == "sending")).values(
+    status="sending", attempts=deliveries.c.attempts + 1, updated_at=bindparam("p_now"))
+SKIP_UNREACHABLE = update(deliveries).where(_MINE, ~_REACHABLE).values(
+    status="skipped", error_code="opted_out", updated_at=bindparam("p_now"))
+SETTLE = update(deliveries).where(
+    deliveries.c.id == bindparam("p_id"), deliveries.c.status == "sending").values(
+    status=bindparam("p_status"), provider_id=bindparam("p_provider"),
+    sent_at=bindparam("p_sent_at"), next_attempt_at=bindparam("p_next"),
+    error_code=bindparam("p_error"), used_template=bindparam("p_template"),
+    updated_at=bindparam("p_now"), worker=None, lease_until=None)
 
 
 def recover(session: Session, now: dt.datetime, stale_after: float = STALE_AFTER) -> None:
@@ -385,6 +415,9 @@ class _Progress:
         self.last_done = -1
         self.last_log = 0.0
 
+    def due(self) -> bool:
+        return self.tty or time.monotonic() - self.last_log >= LOG_EVERY
+
     def show(self, counts: dict[str, int], final: bool = False) -> None:
         done = sum(counts.get(s, 0) for s in broadcast.DONE)
         remaining = sum(counts.get(s, 0) for s in broadcast.OPEN)
@@ -398,9 +431,9 @@ class _Progress:
         if self.tty and self.out is not None:
             self.out.write("\r" + line.ljust(100) + ("\n" if final else ""))
             self.out.flush()
-        elif done != self.last_done and (final or now - self.last_log >= 10):
+        elif done != self.last_done and (final or now - self.last_log >= LOG_EVERY):
             log.info("progress %s", line)
-            self.last_log = now
+        self.last_log = now
         self.last_done, self.last_time = done, now
 
 

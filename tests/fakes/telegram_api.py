@@ -167,6 +167,9 @@ def parse_params(content_type: str, body: bytes, query: str = "") -> JSON:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like api.telegram.org; httpx pools connections
     server: _Server
+    # Small replies on a kept-alive connection would otherwise wait on Nagle's algorithm
+    # and the client's delayed ACK (about 40 ms each).
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
