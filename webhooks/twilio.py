@@ -8,6 +8,7 @@ from __future__ import annotations
 import hmac
 import re
 from collections.abc import Iterable
+from xml.sax.saxutils import escape
 
 from flask import Blueprint, Response, abort, request
 from twilio.request_validator import RequestValidator
@@ -22,6 +23,9 @@ from bot.service import Received
 from webhooks import runtime
 
 bp = Blueprint("twilio", __name__, url_prefix="/twilio")
+
+XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
+EMPTY = str(MessagingResponse())
 
 MESSAGE_SID = re.compile(r"^[A-Z]{2}[0-9a-fA-F]{32}$")
 FORM = "application/x-www-form-urlencoded"
@@ -92,7 +96,10 @@ def authenticate() -> None:
 
 
 def twiml(texts: Iterable[str]) -> Response:
-    response = MessagingResponse()
-    for text in texts:
-        response.message(text)
-    return Response(str(response), mimetype="text/xml")
+    """`<Response><Message>..</Message></Response>`: what twilio's MessagingResponse writes
+    for plain messages, built directly (its ElementTree round trip cost a third of a
+    message's time)."""
+    body = "".join(f"<Message>{escape(text)}</Message>" if text else "<Message />"
+                   for text in texts)
+    xml = f'{XML_DECLARATION}<Response>{body}</Response>' if body else EMPTY
+    return Response(xml, mimetype="text/xml")
