@@ -39,7 +39,6 @@ import datetime as dt
 import json
 import math
 import os
-import re
 import resource
 import statistics
 import subprocess
@@ -50,6 +49,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from databases import fresh_database
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -460,46 +461,6 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:,.1f} ms" if seconds < 10 else f"{seconds:,.1f} s"
 
 
-def fresh_database(kind: str, workdir: Path, pg_url: str) -> str:
-    from sqlalchemy import text
-
-    from models.db import make_engine
-    from models.migrate import upgrade
-
-    if kind == "sqlite":
-        path = workdir / "bench-console.db"
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(path) + suffix).unlink(missing_ok=True)
-        url = f"sqlite:///{path}"
-    else:
-        url = pg_url
-        host = re.search(r"@?([\w.\-]+)(?::\d+)?/", url.split("://", 1)[1])
-        if host is None or host[1] not in ("127.0.0.1", "localhost", "::1"):
-            raise SystemExit(f"refusing a database that is not on loopback: {url}")
-        _ensure_pg_database(url)
-        engine = make_engine(url)
-        with engine.begin() as connection:
-            connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            connection.execute(text("CREATE SCHEMA public"))
-        engine.dispose()
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    return url
-
-
-def _ensure_pg_database(url: str) -> None:
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    name = parsed.database or "bench_console"
-    admin = parsed.set(drivername="postgresql", database="postgres").render_as_string(
-        hide_password=False)
-    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                            (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def run_database(kind: str, plan: Plan, args: argparse.Namespace, workdir: Path) -> Result:
@@ -512,7 +473,7 @@ def run_database(kind: str, plan: Plan, args: argparse.Namespace, workdir: Path)
 
     result = Result(kind)
     print(f"{kind}:", flush=True)
-    url = fresh_database(kind, workdir, args.pg_url)
+    url = fresh_database(kind, workdir, args.pg_url, "bench-console")
     engine = make_engine(url)
     sessions = make_sessions(engine)
     config = load_config(CONFIG)

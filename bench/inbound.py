@@ -48,6 +48,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from databases import fresh_database
+
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCT_APP = "webhooks:create_app()"
 BARE_APP = "bench.bare_app:create_app()"
@@ -634,13 +636,6 @@ def log_findings(text: str) -> dict[str, Any]:
             "problems": problems[:20], "problem_count": len(problems)}
 
 
-def require_loopback(url: str) -> None:
-    from sqlalchemy.engine import make_url
-
-    host = make_url(url).host or "127.0.0.1"
-    if host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("127."):
-        raise SystemExit(f"refusing a non-loopback database host: {host}")
-
 
 def check_redis(url: str) -> None:
     """The bench empties this Redis database before each product run (the supporters'
@@ -666,46 +661,6 @@ def flush_redis(url: str) -> None:
         client.close()
 
 
-def fresh_database(kind: str, workdir: Path, pg_url: str) -> str:
-    """A migrated, empty database; returns its URL."""
-    from sqlalchemy import text
-
-    from models.db import make_engine
-    from models.migrate import upgrade
-
-    if kind == "sqlite":
-        path = workdir / "bench.db"
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(path) + suffix).unlink(missing_ok=True)
-        url = f"sqlite:///{path}"
-    else:
-        url = pg_url
-        require_loopback(url)
-        _ensure_pg_database(url)
-        engine = make_engine(url)
-        with engine.begin() as connection:
-            connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            connection.execute(text("CREATE SCHEMA public"))
-        engine.dispose()
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    return url
-
-
-def _ensure_pg_database(url: str) -> None:
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    name = parsed.database or "bench"
-    admin = parsed.set(drivername="postgresql", database="postgres").render_as_string(
-        hide_password=False)
-    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                              (name,)).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def check_database(url: str, expected_supporters: int, messages_sent: int,
@@ -747,7 +702,7 @@ def check_database(url: str, expected_supporters: int, messages_sent: int,
 def run_database(kind: str, plan: Plan, args: argparse.Namespace, workdir: Path,
                  run_tag: int) -> dict[str, Any]:
     out: dict[str, Any] = {"db": kind}
-    url = fresh_database(kind, workdir, args.pg_url)
+    url = fresh_database(kind, workdir, args.pg_url, "bench")
     if args.redis_url:
         flush_redis(args.redis_url)
     limit = plan.warmup + plan.measure + plan.half + 3 * plan.drain + 120
