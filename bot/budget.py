@@ -12,7 +12,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from limits import RateLimitItemPerSecond
 from limits.storage import storage_from_string
@@ -99,3 +99,40 @@ class LocalReplyBudget:
 
 def _key(channel: str, address: str) -> str:
     return hashlib.sha256(f"{channel}:{address}".encode()).hexdigest()[:32]
+
+
+class LocalWindowLimiter:
+    """`limits`' moving-window limiter API (test, hit, clear) inside one process.
+
+    The `limits` memory storage keeps a non-daemon timer thread re-arming itself, which
+    both costs CPU and keeps a process from exiting on a signal.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.hits: dict[tuple[str, ...], deque[float]] = {}
+        self.lock = threading.Lock()
+
+    def _window(self, item: Any, identifiers: tuple[str, ...], now: float) -> deque[float]:
+        key = (item.key_for(), *identifiers)
+        hits = self.hits.setdefault(key, deque())
+        while hits and hits[0] <= now - item.get_expiry():
+            hits.popleft()
+        return hits
+
+    def test(self, item: Any, *identifiers: str) -> bool:
+        with self.lock:
+            return bool(len(self._window(item, identifiers, self.clock())) < item.amount)
+
+    def hit(self, item: Any, *identifiers: str, cost: int = 1) -> bool:
+        now = self.clock()
+        with self.lock:
+            hits = self._window(item, identifiers, now)
+            if len(hits) + cost > item.amount:
+                return False
+            hits.extend([now] * cost)
+            return True
+
+    def clear(self, item: Any, *identifiers: str) -> None:
+        with self.lock:
+            self.hits.pop((item.key_for(), *identifiers), None)

@@ -84,11 +84,11 @@ def run(host: str, port: int) -> None:
     settings = _settings()
     _config_or_exit(settings)
     upgrade(make_engine(settings.database_url))
-    children = []
-    if settings.telegram_bot_token and _has_command("telegram-poll"):
+    # The worker (announcements) and, with a token, Telegram polling run beside the web
+    # server as child processes, stopped with it.
+    children = [subprocess.Popen([sys.executable, "-m", "bot", "worker"])]
+    if settings.telegram_bot_token:
         children.append(subprocess.Popen([sys.executable, "-m", "bot", "telegram-poll"]))
-    if _has_command("worker"):
-        children.append(subprocess.Popen([sys.executable, "-m", "bot", "worker"]))
     click.echo(f"petitionbot is running: http://{host}:{port}/healthz  (Ctrl+C stops it)")
     click.echo(f"Twilio webhook: {settings.public_base_url}/twilio/messages"
                + ("" if settings.twilio_enabled else "  (set TWILIO_ACCOUNT_SID and "
@@ -106,10 +106,6 @@ def run(host: str, port: int) -> None:
             child.send_signal(signal.SIGTERM)
         for child in children:
             child.wait(timeout=30)
-
-
-def _has_command(name: str) -> bool:
-    return name in main.commands
 
 
 def _has_staff(settings: Settings) -> bool:
@@ -192,7 +188,8 @@ def _serve(host: str, port: int, workers: int, threads: int) -> None:
             self.cfg.set("threads", threads)
             self.cfg.set("worker_class", "gthread" if threads > 1 else "sync")
             self.cfg.set("graceful_timeout", 20)
-            self.cfg.set("accesslog", None)
+            self.cfg.set("accesslog", None)  # request lines would carry nothing we need
+            self.cfg.set("control_socket_disable", True)  # stopped by signals, as in production
 
         def load(self) -> Any:
             return create_app()

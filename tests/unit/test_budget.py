@@ -51,3 +51,22 @@ def test_the_redis_budget_is_shared_between_processes() -> None:
     assert [first.spend("sms", address), second.spend("sms", address)] == [Verdict.REPLY] * 2
     assert first.spend("sms", address) == Verdict.NOTICE
     assert second.spend("sms", address) == Verdict.SILENT
+
+
+def test_the_local_window_limiter_speaks_the_limits_api() -> None:
+    from limits import RateLimitItemPerSecond
+
+    from bot.budget import LocalWindowLimiter
+
+    clock = Clock()
+    limiter = LocalWindowLimiter(clock=clock)
+    five = RateLimitItemPerSecond(2, 900)
+    assert limiter.test(five, "login", "k") and limiter.hit(five, "login", "k")
+    assert limiter.hit(five, "login", "k") and not limiter.test(five, "login", "k")
+    assert not limiter.hit(five, "login", "k") and limiter.test(five, "login", "other")
+    limiter.clear(five, "login", "k")
+    assert limiter.test(five, "login", "k")
+    limiter.hit(five, "login", "k")
+    limiter.hit(five, "login", "k")
+    clock.now += 901
+    assert limiter.test(five, "login", "k")

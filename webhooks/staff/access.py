@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
 from bot import staff as accounts
+from bot.budget import LocalWindowLimiter
 from bot.simulator import Sandbox
 from models import StaffUser
 from webhooks import runtime
@@ -95,7 +96,7 @@ class TTLCache:
 
 @dataclass
 class Console:
-    limiter: MovingWindowRateLimiter
+    limiter: MovingWindowRateLimiter | LocalWindowLimiter
     cache: TTLCache = field(default_factory=lambda: TTLCache(CACHE_SECONDS))
     _sandbox: Sandbox | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -136,8 +137,9 @@ def init_app(app: Flask) -> None:
     manager.unauthorized_handler(_unauthorized)
     # Shared through Redis when REDIS_URL is set, so every process counts the same failures.
     redis_url: str = app.extensions["petitionbot"].settings.redis_url
-    app.extensions["petitionbot.staff"] = Console(
-        MovingWindowRateLimiter(storage_from_string(redis_url or "memory://")))
+    limiter = MovingWindowRateLimiter(storage_from_string(redis_url)) if redis_url else (
+        LocalWindowLimiter())
+    app.extensions["petitionbot.staff"] = Console(limiter)
 
 
 def _load_user(user_id: str) -> Principal | None:
