@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, exists, func, literal, or_, select, true, update
+from sqlalchemy import Connection, and_, exists, func, literal, or_, select, text, true, update
 from sqlalchemy.orm import Session
 
 from bot.config import Config
@@ -30,6 +30,7 @@ OPEN = ("pending", "claimed", "sending")       # still to be settled
 DONE = ("sent", "delivered", "failed", "skipped", "unknown")
 # An instruction ("Reply STOP", "send stop"), not just the word: "we will not STOP" tells
 # nobody how to stop the messages.
+FRESH_STATISTICS_AT = 10_000
 STOP_WORD = re.compile(r"\b(?:reply|send|text)\s+STOP\b", re.IGNORECASE)
 
 
@@ -59,9 +60,9 @@ class Preview:
         total = sum(self.recipients.values())
         out = [f"Recipients: {total:,} (" + ", ".join(
             f"{c} {n:,}" for c, n in sorted(self.recipients.items())) + ")"]
-        for channel, text in sorted(self.texts.items()):
+        for channel, body in sorted(self.texts.items()):
             out.append(f"--- {channel} ---")
-            out.append(text)
+            out.append(body)
         out.append(f"SMS: {self.sms_segments} segment(s), {self.sms_encoding}"
                    + (f"; replaced {' '.join(self.sms_replaced)} with plain characters"
                       if self.sms_replaced else ""))
@@ -179,8 +180,13 @@ def start(session: Session, config: Config, announcement: Announcement,
         _apply_frequency_cap(session, config, announcement, now)
     announcement.status, announcement.started_at = "sending", now
     session.flush()
-    return session.scalar(select(func.count()).select_from(Delivery).where(
+    queued: int = session.scalar(select(func.count()).select_from(Delivery).where(
         Delivery.announcement_id == announcement.id, Delivery.status == "pending")) or 0
+    if queued >= FRESH_STATISTICS_AT and is_postgres(session):
+        # Statistics from before a big outbox would have the planner sort every pending
+        # row to claim fifty (40 ms per claim at 100,000 instead of 4).
+        session.execute(text("ANALYZE deliveries"))
+    return queued
 
 
 def _apply_frequency_cap(session: Session, config: Config, announcement: Announcement,
@@ -258,7 +264,8 @@ def resume(session: Session, announcement: Announcement) -> None:
     announcement.status = "sending"
 
 
-def skip_pending_for(session: Session, identity_id: int, reason: str, now: dt.datetime) -> None:
+def skip_pending_for(session: Session | Connection, identity_id: int, reason: str,
+                     now: dt.datetime) -> None:
     """Someone said STOP (or became unreachable): nothing more goes to them."""
     session.execute(update(Delivery).where(Delivery.identity_id == identity_id,
                                            Delivery.status.in_(("pending", "claimed")))

@@ -24,7 +24,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TextIO, cast
 
-from sqlalchemy import Table, and_, bindparam, delete, exists, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import broadcast, metrics
@@ -205,11 +217,12 @@ class BroadcastWorker:
             delay = self.pacer.reserve(channel)
             slot = time.monotonic() + (delay or 0.0)
             _sleep_until(slot - PREPARE)
-            with self.sessions.begin() as session:
+            # A Core transaction, not a Session: this runs once per message sent.
+            with self.engine.begin() as connection:
                 if settled:
-                    self.record(session, *settled)
+                    self.record(connection, *settled)
                     settled = None
-                started = self.begin_send(session, job)
+                started = self.begin_send(connection, job)
             if not started:
                 continue
             _sleep_until(slot)
@@ -219,19 +232,24 @@ class BroadcastWorker:
             if settled[1].result != Result.SENT:
                 # Settle it now: nothing went out (or it is in doubt), and a retry's pause
                 # must hold back the next send.
-                with self.sessions.begin() as session:
-                    self.record(session, *settled)
+                with self.engine.begin() as connection:
+                    self.record(connection, *settled)
                 settled = None
         with self.sessions.begin() as session:
             if settled:
                 self.record(session, *settled)
             self._release(session, [job.delivery_id for job in jobs])
 
-    def begin_send(self, session: Session, job: Job) -> bool:
+    @property
+    def engine(self) -> Engine:
+        engine: Engine = self.sessions.kw["bind"]
+        return engine
+
+    def begin_send(self, db: Session | Connection, job: Job) -> bool:
         """Mark the row `sending` (committed before the provider call), if still wanted."""
         params = {"p_id": job.delivery_id, "p_worker": self.id, "p_now": self.clock(),
                   "p_announcement": job.announcement_id, "p_identity": job.identity_id}
-        connection = session.connection()
+        connection = _connection(db)
         if connection.execute(BEGIN_SEND, params).rowcount == 1:
             job.attempts += 1
             return True
@@ -262,7 +280,7 @@ class BroadcastWorker:
                 session.execute(update(Identity).where(Identity.id == job.identity_id)
                                 .values(address=address))
 
-    def record(self, session: Session, job: Job, sent: SendResult) -> None:
+    def record(self, db: Session | Connection, job: Job, sent: SendResult) -> None:
         """Settle one delivery from its send result, and what it tells about the person."""
         now = self.clock()
         values: dict[str, object] = {"updated_at": now, "worker": None, "lease_until": None,
@@ -282,21 +300,22 @@ class BroadcastWorker:
                 values.update(status="skipped")
             case Result.OPTED_OUT:
                 values.update(status="failed")
-                _suppress(session, job.identity_id, now, opted_out=True)
+                _suppress(_connection(db), job.identity_id, now, opted_out=True)
             case Result.UNREACHABLE:
                 values.update(status="failed")
-                _suppress(session, job.identity_id, now, opted_out=False)
+                _suppress(_connection(db), job.identity_id, now, opted_out=False)
             case _:
                 values.update(status="failed")
         values["used_template"] = sent.used_template
-        settled = session.connection().execute(SETTLE, {
+        connection = _connection(db)
+        settled = connection.execute(SETTLE, {
             "p_id": job.delivery_id, "p_status": values["status"], "p_now": now,
             "p_provider": values.get("provider_id"), "p_sent_at": values.get("sent_at"),
             "p_next": values.get("next_attempt_at"), "p_error": sent.error,
             "p_template": sent.used_template})
         if sent.result == Result.SENT and getattr(settled, "rowcount", 1) == 0:
             # Its delivery report came first and moved it on: keep that, add what we know.
-            session.execute(update(Delivery).where(Delivery.id == job.delivery_id).values(
+            connection.execute(update(deliveries).where(deliveries.c.id == job.delivery_id).values(
                 provider_id=sent.provider_id, sent_at=now, worker=None, lease_until=None))
         status = str(values["status"])
         ms = None if sent.seconds is None else round(sent.seconds * 1000, 1)
@@ -394,15 +413,22 @@ def recover(session: Session, now: dt.datetime, stale_after: float = STALE_AFTER
                             updated_at=now))
 
 
-def _suppress(session: Session, identity_id: int, now: dt.datetime, opted_out: bool) -> None:
+def _connection(db: Session | Connection) -> Connection:
+    return db.connection() if isinstance(db, Session) else db
+
+
+def _suppress(connection: Connection, identity_id: int, now: dt.datetime,
+              opted_out: bool) -> None:
     """The provider says: unsubscribed (21610) or unreachable (blocked the bot)."""
-    column = Identity.opted_out_at if opted_out else Identity.unreachable_at
-    session.execute(update(Identity).where(Identity.id == identity_id, column.is_(None))
-                    .values({column: now}))
+    column = identities.c.opted_out_at if opted_out else identities.c.unreachable_at
+    connection.execute(update(identities).where(identities.c.id == identity_id,
+                                                column.is_(None)).values({column: now}))
     if opted_out:
-        session.execute(delete(Subscription).where(Subscription.identity_id == identity_id))
-    broadcast.skip_pending_for(session, identity_id, "opted_out" if opted_out else "unreachable",
-                               now)
+        subscriptions = cast(Table, Subscription.__table__)
+        connection.execute(delete(subscriptions).where(
+            subscriptions.c.identity_id == identity_id))
+    broadcast.skip_pending_for(connection, identity_id,
+                               "opted_out" if opted_out else "unreachable", now)
 
 
 class _Progress:
