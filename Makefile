@@ -31,8 +31,11 @@ test: lint
 		echo "PostgreSQL is not answering at $(PG_TEST_URL): skipped the PostgreSQL run"; \
 	fi
 
+# Each prints its figures beside a baseline measured in the same run (PostgreSQL and SQLite).
 bench: $(BIN)/.installed
 	$(BIN)/python bench/inbound.py
+	$(BIN)/python bench/broadcast.py
+	$(BIN)/python bench/console.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
