@@ -26,6 +26,7 @@ from bot.conversation import (
 from bot.postcodes import Nation
 from tests.unit.transcript import (
     SILENT,
+    TO_STEP,
     FakeShell,
     Row,
     play,
@@ -53,22 +54,6 @@ NOT_UNDERSTOOD = "Sorry, I did not understand that"
 ALREADY = "You have already signed this petition"
 WELCOME_BACK = "Welcome back. You signed"
 
-# Messages that bring a new supporter to each step.
-TO_STEP: dict[Step, list[str]] = {
-    Step.NEW: [],
-    Step.MENU: ["Hi"],
-    Step.CONSENT: ["Hi", "SIGN"],
-    Step.NAME: ["Hi", "SIGN", "YES"],
-    Step.POSTCODE: ["Hi", "SIGN", "YES", "Amira Hussain"],
-    Step.COUNTRY: ["Hi", "SIGN", "YES", "Amira Hussain", "NONE"],
-    Step.REVIEW: ["Hi", "SIGN", "YES", "Amira Hussain", "SW1A 1AA"],
-    Step.UPDATES: ["Hi", "SIGN", "YES", "Amira Hussain", "SW1A 1AA", "YES"],
-    Step.SIGNED: ["Hi", "SIGN", "YES", "Amira Hussain", "SW1A 1AA", "YES", "NO"],
-    Step.DELETING: ["Hi", "DELETE"],
-    Step.VOICE: ["Hi", "SIGN", "YES", "Amira Hussain", "SW1A 1AA", "YES", "NO", "VOICE"],
-    Step.VOICE_CONSENT: ["Hi", "SIGN", "YES", "Amira Hussain", "SW1A 1AA", "YES", "NO", "VOICE",
-                         "My dad waited too long for treatment"],
-}
 
 
 def at(step: Step, channel: Channel = Channel.SMS) -> FakeShell:

@@ -28,7 +28,7 @@ from bot.conversation import (
 )
 from bot.gsm import is_gsm7
 from bot.render import SHARE_PHONE
-from tests.unit.transcript import FakeShell, Said, two_petition_config
+from tests.unit.transcript import TO_STEP, FakeShell, Said, two_petition_config
 
 CONFIG = two_petition_config()
 SLUGS = {p.slug for p in CONFIG.petitions}
@@ -163,21 +163,9 @@ def test_whatever_anyone_sends_the_conversation_keeps_its_promises(
     assert {s.petition for s in shell.supporter.signatures} == ledger.signed
 
 
-REACH: dict[Step, list[str]] = {
-    Step.NEW: [],
-    Step.MENU: ["Hi"],
-    Step.CONSENT: ["Hi", "SIGN"],
-    Step.NAME: ["Hi", "SIGN", "YES"],
-    Step.POSTCODE: ["Hi", "SIGN", "YES", "Amira Hussain"],
-    Step.COUNTRY: ["Hi", "SIGN", "YES", "Amira Hussain", "NONE"],
-    Step.REVIEW: ["Hi", "SIGN", "YES", "Amira Hussain", "SW1A 1AA"],
-    Step.UPDATES: ["Hi", "SIGN", "YES", "Amira Hussain", "SW1A 1AA", "YES"],
-    Step.SIGNED: ["Hi", "SIGN", "YES", "Amira Hussain", "SW1A 1AA", "YES", "NO"],
-    Step.DELETING: ["Hi", "SIGN", "YES", "DELETE"],
-    Step.VOICE: ["Hi", "SIGN", "YES", "Amira Hussain", "SW1A 1AA", "YES", "NO", "VOICE"],
-    Step.VOICE_CONSENT: ["Hi", "SIGN", "YES", "Amira Hussain", "SW1A 1AA", "YES", "NO", "VOICE",
-                         "My dad waited too long for treatment"],
-}
+# Deleting from the middle of a signing is the harder case for "rejected input changes
+# nothing", so the property starts DELETING there.
+REACH: dict[Step, list[str]] = {**TO_STEP, Step.DELETING: ["Hi", "SIGN", "YES", "DELETE"]}
 
 
 @settings(max_examples=600, deadline=None)

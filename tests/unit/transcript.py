@@ -227,3 +227,21 @@ def signed_up(shell: FakeShell, name: str = "Amira Hussain", postcode: str = "SW
         (updates, "", Step.SIGNED),
     ])
     return shell
+
+
+# Messages that bring a new supporter to each step.
+TO_STEP: dict[Step, list[str]] = {
+    Step.NEW: [],
+    Step.MENU: ["Hi"],
+    Step.CONSENT: ["Hi", "SIGN"],
+    Step.NAME: ["Hi", "SIGN", "YES"],
+    Step.POSTCODE: ["Hi", "SIGN", "YES", "Amira Hussain"],
+    Step.COUNTRY: ["Hi", "SIGN", "YES", "Amira Hussain", "NONE"],
+    Step.REVIEW: ["Hi", "SIGN", "YES", "Amira Hussain", "SW1A 1AA"],
+    Step.UPDATES: ["Hi", "SIGN", "YES", "Amira Hussain", "SW1A 1AA", "YES"],
+    Step.SIGNED: ["Hi", "SIGN", "YES", "Amira Hussain", "SW1A 1AA", "YES", "NO"],
+    Step.DELETING: ["Hi", "DELETE"],
+    Step.VOICE: ["Hi", "SIGN", "YES", "Amira Hussain", "SW1A 1AA", "YES", "NO", "VOICE"],
+    Step.VOICE_CONSENT: ["Hi", "SIGN", "YES", "Amira Hussain", "SW1A 1AA", "YES", "NO", "VOICE",
+                         "My dad waited too long for treatment"],
+}
