@@ -84,11 +84,7 @@ def run(host: str, port: int) -> None:
     settings = _settings()
     _config_or_exit(settings)
     upgrade(make_engine(settings.database_url))
-    # The worker (announcements) and, with a token, Telegram polling run beside the web
-    # server as child processes, stopped with it.
-    children = [subprocess.Popen([sys.executable, "-m", "bot", "worker"])]
-    if settings.telegram_bot_token:
-        children.append(subprocess.Popen([sys.executable, "-m", "bot", "telegram-poll"]))
+    children = _background(settings)
     click.echo(f"petitionbot is running: http://{host}:{port}/healthz  (Ctrl+C stops it)")
     click.echo(f"Twilio webhook: {settings.public_base_url}/twilio/messages"
                + ("" if settings.twilio_enabled else "  (set TWILIO_ACCOUNT_SID and "
@@ -174,6 +170,15 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     _config_or_exit(settings)
     require_current_schema(settings)
     _serve(host, port, workers=workers, threads=threads)
+
+
+def _background(settings: Settings) -> list[subprocess.Popen[bytes]]:
+    """The worker (announcements) and, with a token, Telegram polling: child processes
+    beside the web server, stopped with it."""
+    children = [subprocess.Popen([sys.executable, "-m", "bot", "worker"])]
+    if settings.telegram_bot_token:
+        children.append(subprocess.Popen([sys.executable, "-m", "bot", "telegram-poll"]))
+    return children
 
 
 def _serve(host: str, port: int, workers: int, threads: int) -> None:

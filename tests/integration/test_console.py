@@ -266,7 +266,7 @@ def test_run_on_a_fresh_database_says_how_to_create_the_first_admin(
     from bot import cli
 
     monkeypatch.setattr(cli, "_serve", lambda *args, **kwargs: None)
-    monkeypatch.setattr(cli, "_has_command", lambda name: False)  # no worker, no polling
+    monkeypatch.setattr(cli, "_background", lambda settings: [])  # no worker, no polling
     env = {"DATABASE_URL": settings.database_url, "PETITIONBOT_CONFIG": settings.config_path}
     first = CliRunner().invoke(cli.main, ["run"], env=env)
     assert first.exit_code == 0, first.output
