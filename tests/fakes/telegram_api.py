@@ -243,6 +243,11 @@ class _Server(ThreadingHTTPServer):
         with self._conn_lock:
             connections = list(self._connections)
             workers = list(self._workers)
+        # A moment first for answers already being written (a long poll just woken by
+        # stop()), so they are not cut off; idle keep-alive connections are hung up after.
+        grace = time.monotonic() + 0.1
+        for worker in workers:
+            worker.join(max(0.0, grace - time.monotonic()))
         for conn in connections:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
