@@ -461,8 +461,6 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:,.1f} ms" if seconds < 10 else f"{seconds:,.1f} s"
 
 
-
-
 def run_database(kind: str, plan: Plan, args: argparse.Namespace, workdir: Path) -> Result:
     import zoneinfo
 

@@ -119,6 +119,11 @@ class Petition:
     closed: dt.date | None = None
     milestones: tuple[int, ...] = ()  # totals that create a draft announcement, once each
 
+    @property
+    def external_count(self) -> int:
+        """Signatures collected elsewhere (e.g. Change.org), all sources together."""
+        return sum(e.count for e in self.external)
+
 
 @dataclass(frozen=True)
 class Config:

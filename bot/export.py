@@ -59,7 +59,7 @@ def campaign_stats(session: Session, config: Config) -> str:
         petition = session.scalar(select(Petition).where(Petition.slug == content.slug))
         if petition is None:
             continue
-        external = sum(e.count for e in content.external)
+        external = content.external_count
         lines.append(f"{content.slug}: {petition.signature_count + external:,} signatures "
                      f"({petition.signature_count:,} here"
                      + "".join(f", {e.count:,} on {e.source}" for e in content.external) + ")")

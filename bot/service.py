@@ -19,7 +19,6 @@ from bot.broadcast import milestone_drafts, skip_pending_for
 from bot.budget import Budget, Verdict
 from bot.config import Config
 from bot.conversation import Channel, Inbound, Outcome
-from bot.people import erase_supporter, merge_supporters
 from bot.petitions import Catalogue
 from bot.postcodes import postcode_area
 from bot.render import Message
@@ -357,7 +356,7 @@ class Service:
             country=sign.country or None, nation=sign.nation.value, channel=msg.channel.value,
             referral=sign.referral or None, consent_id=consent_id, signed_at=now))
         session.flush()
-        external = sum(e.count for e in self.config.petition(sign.petition).external)
+        external = self.config.petition(sign.petition).external_count
         milestone_drafts(session, self.config, sign.petition, here - 1 + external,
                          here + external, now)
         return {"number": number, "count": f"{here + external:,}", "petition": sign.petition,
@@ -365,7 +364,7 @@ class Service:
 
     def _total(self, session: Session, slug: str) -> int:
         here = self.counts(session).get(slug, 0)
-        return here + sum(e.count for e in self.config.petition(slug).external)
+        return here + self.config.petition(slug).external_count
 
     def _opt_out(self, session: Session, who: people.Who, msg: Received,
                  now: datetime) -> None:
@@ -400,4 +399,4 @@ def _petition_id(session: Session, slug: str) -> int:
     return pid
 
 
-__all__ = ["Handled", "Received", "Service", "erase_supporter", "merge_supporters"]
+__all__ = ["Handled", "Received", "Service"]

@@ -26,8 +26,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Config
 from bot.conversation import Channel
+from bot.people import erase_supporter
 from bot.render import Rendered, render
-from bot.service import Handled, Received, Service, erase_supporter
+from bot.service import Handled, Received, Service
 from models import (
     ChannelCount,
     Conversation,

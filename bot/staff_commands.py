@@ -85,7 +85,7 @@ def _stats(service: Service, session: Session) -> str:
     lines = []
     for petition in service.config.petitions:
         here = counts.get(petition.slug, 0)
-        total = here + sum(e.count for e in petition.external)
+        total = here + petition.external_count
         lines.append(f"{petition.title}: {total:,} signatures ({here:,} here)")
     latest = session.scalars(select(Announcement).order_by(Announcement.id.desc())
                              .limit(3)).all()

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from bot.people import erase_supporter
 from bot.phones import mask, normalise_phone
-from bot.service import erase_supporter
 from models import (
     Announcement,
     ConsentRecord,
@@ -153,7 +153,7 @@ class Erased:
 
 
 def erase(session: Session, supporter_id: int) -> Erased | None:
-    """Erase one person (bot.service.erase_supporter); None when there is no such person."""
+    """Erase one person (bot.people.erase_supporter); None when there is no such person."""
     supporter = session.get(Supporter, supporter_id)
     if supporter is None:
         return None

@@ -29,7 +29,7 @@ def petition(slug: str) -> Response:
     return jsonify({
         "slug": content.slug, "title": content.title, "goal": content.goal,
         "counts": {
-            "total": here + sum(e.count for e in content.external),
+            "total": here + content.external_count,
             "here": here,
             "external": external,
             "by_channel": {c: by_channel.get(c, 0) for c in ("sms", "whatsapp", "telegram")},
