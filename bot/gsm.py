@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from typing import Final
 
@@ -30,6 +31,11 @@ GSM7_BASIC: Final[frozenset[str]] = frozenset(
 # Extension table characters: each is sent as ESC + char, so costs two septets.
 GSM7_EXTENSION: Final[frozenset[str]] = frozenset("^{}\\[~]|€")
 _GSM7_ALL: Final = GSM7_BASIC | GSM7_EXTENSION
+# The same sets as regular expressions: the checks below run on every reply, and a regular
+# expression scans a string in C where a generator would visit each character in Python.
+_NOT_GSM7: Final = re.compile("[^" + re.escape("".join(sorted(_GSM7_ALL))) + "]")
+_EXTENSION: Final = re.compile("[" + re.escape("".join(sorted(GSM7_EXTENSION))) + "]")
+_ASTRAL: Final = re.compile("[\U00010000-\U0010FFFF]")
 
 _GSM7_SINGLE: Final = 160
 _GSM7_PART: Final = 153  # concatenated parts lose 7 septets to the UDH
@@ -59,17 +65,17 @@ _SKIN_TONE_MODIFIERS: Final = range(0x1F3FB, 0x1F400)
 
 def is_gsm7(text: str) -> bool:
     """Return True when every character can be sent in GSM-7 (basic or extension)."""
-    return all(char in _GSM7_ALL for char in text)
+    return _NOT_GSM7.search(text) is None
 
 
 def septets(text: str) -> int:
     """Return the GSM-7 length of text; extension characters count twice."""
-    return sum(2 if char in GSM7_EXTENSION else 1 for char in text)
+    return len(text) + len(_EXTENSION.findall(text))
 
 
 def _utf16_units(text: str) -> int:
     """Return the UTF-16 length of text (astral characters need a surrogate pair)."""
-    return sum(2 if ord(char) > 0xFFFF else 1 for char in text)
+    return len(text) + len(_ASTRAL.findall(text))
 
 
 def segments(text: str) -> int:
@@ -117,6 +123,8 @@ def to_gsm7(text: str) -> str:
     """Rewrite text so it can be sent as GSM-7, replacing what cannot be mapped with "?"."""
     # NFC first so decomposed input ("e" + combining acute) recombines into GSM-7 "é".
     composed = unicodedata.normalize("NFC", text)
+    if is_gsm7(composed):
+        return composed
     return "".join(_transliterate_char(char) for char in composed)
 
 

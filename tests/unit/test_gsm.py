@@ -180,3 +180,24 @@ def test_forcing_characters_are_exactly_the_non_gsm7_ones(text: str) -> None:
     assert len(forcing) == len(set(forcing))
     assert is_gsm7(text) == (not forcing)
     assert all(not is_gsm7(char) for char in forcing)
+
+
+GSM7_HEAVY = st.text(alphabet=st.one_of(st.sampled_from(sorted(GSM7_BASIC | GSM7_EXTENSION)),
+                                        st.characters()))
+
+
+@given(GSM7_HEAVY)
+def test_counts_agree_with_the_character_tables(text: str) -> None:
+    # The helpers scan with regular expressions; these are the definitions they implement.
+    gsm7 = all(char in GSM7_BASIC or char in GSM7_EXTENSION for char in text)
+    assert is_gsm7(text) == gsm7
+    if gsm7:
+        assert septets(text) == sum(2 if char in GSM7_EXTENSION else 1 for char in text)
+        assert encoding(text) == "GSM-7"
+    else:
+        assert encoding(text) == "UCS-2"
+    if gsm7:
+        length, single, part = sum(2 if c in GSM7_EXTENSION else 1 for c in text), 160, 153
+    else:
+        length, single, part = sum(2 if ord(c) > 0xFFFF else 1 for c in text), 70, 67
+    assert segments(text) == (1 if length <= single else -(-length // part))
