@@ -53,14 +53,26 @@ def make_app(url: str) -> Any:
 
 
 class SqlCounter:
+    """Every statement the driver runs, however it was issued (Connection.execute, or
+    models.prepared straight on the cursor): SQLite's trace callback, psycopg's execute."""
+
     def __init__(self, engine: Any) -> None:
         from sqlalchemy import event
 
         self.current: list[str] = []
-        event.listen(engine, "before_cursor_execute", self._before)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "checkout", lambda dbapi_connection, *_: (
+                dbapi_connection.set_trace_callback(self.current.append)))
+        else:
+            import psycopg
 
-    def _before(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        self.current.append(statement)
+            counter, execute = self, psycopg.Cursor.execute
+
+            def traced(cursor: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+                counter.current.append(str(query))
+                return execute(cursor, query, *args, **kwargs)
+
+            psycopg.Cursor.execute = traced  # type: ignore[method-assign]
 
     def take(self) -> list[str]:
         out, self.current = self.current, []

@@ -81,6 +81,7 @@ def main() -> int:
     parser.add_argument("--pg-url", default=PG_URL)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--raw", type=Path, help="also keep py-spy's raw samples here")
     args = parser.parse_args()
 
     plan = Plan(**{**asdict(QUICK), "warmup": 2.0, "measure": args.seconds + 2, "half": 0})
@@ -109,6 +110,8 @@ def main() -> int:
                            timeout=args.seconds + 60)
             load.join(timeout=plan.measure + 180)
         stacks = raw.read_text().splitlines()
+        if args.raw:
+            args.raw.write_text(raw.read_text())
 
     own: Counter[str] = Counter()
     own_cat: Counter[str] = Counter()

@@ -303,8 +303,8 @@ def finish_complete(session: Session, now: dt.datetime) -> list[int]:
     return done
 
 
-def milestone_drafts(session: Session, config: Config, slug: str, before: int, after: int,
-                     now: dt.datetime) -> None:
+def milestone_drafts(session: Session | Connection, config: Config, slug: str, before: int,
+                     after: int, now: dt.datetime) -> None:
     """A total that crossed a configured milestone gets a draft for staff, once each."""
     petition = config.petition(slug)
     for milestone in petition.milestones:
@@ -318,7 +318,7 @@ def milestone_drafts(session: Session, config: Config, slug: str, before: int, a
                 ["petition_id", "milestone"])
 
 
-def _petition_id(session: Session, slug: str) -> int:
+def _petition_id(session: Session | Connection, slug: str) -> int:
     pid = session.scalar(select(Petition.id).where(Petition.slug == slug))
     if pid is None:
         raise BroadcastError(f"no petition with slug {slug!r}")

@@ -2,18 +2,31 @@
 one person's messages handled one at a time; and the records that follow a person (linking
 two of their identities, erasing them).
 
-The per-message statements are built once, as Core statements with bound parameters, and
-run on the session's connection: every inbound message goes through here.
+Every inbound message runs these statements, so they are built once, as Core statements
+with bound parameters, and run on the transaction's connection: no ORM unit of work and no
+statement construction per message.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    bindparam,
+    delete,
+    insert,
+    literal,
+    null,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from bot.conversation import Channel, SignatureView, State, Step, SupporterView
@@ -30,13 +43,17 @@ from models import (
     Voice,
 )
 from models.db import is_postgres
+from models.prepared import Prepared
 from models.sql import insert_ignore
 
 identities = cast(Table, Identity.__table__)
 supporters = cast(Table, Supporter.__table__)
 conversations = cast(Table, Conversation.__table__)
+signatures = cast(Table, Signature.__table__)
+subscriptions = cast(Table, Subscription.__table__)
+petitions = cast(Table, Petition.__table__)
 
-FIND = (select(identities.c.id, identities.c.supporter_id, identities.c.opted_out_at,
+FIND = Prepared(select(identities.c.id, identities.c.supporter_id, identities.c.opted_out_at,
                identities.c.unreachable_at, identities.c.last_inbound_at, supporters.c.phone,
                conversations.c.step, conversations.c.data, conversations.c.version)
         .select_from(identities.outerjoin(conversations,
@@ -44,23 +61,35 @@ FIND = (select(identities.c.id, identities.c.supporter_id, identities.c.opted_ou
                      .outerjoin(supporters, supporters.c.id == identities.c.supporter_id))
         .where(identities.c.channel == bindparam("channel"),
                identities.c.address == bindparam("address")))
-LOCK_PERSON = (select(supporters.c.id)
+LOCK_PERSON = Prepared(select(supporters.c.id)
                .where(supporters.c.id == select(identities.c.supporter_id)
                       .where(identities.c.channel == bindparam("channel"),
                              identities.c.address == bindparam("address")).scalar_subquery())
                .with_for_update())
-LOCK_SUPPORTER = select(supporters.c.id).where(supporters.c.id == bindparam("id")).with_for_update()
-LOCK_IDENTITY = select(identities.c.id).where(identities.c.id == bindparam("id")).with_for_update()
-SIGNATURES = (select(Signature.number, Signature.signed_at, Signature.channel, Signature.name,
-                     Signature.postcode, Signature.country, Petition.slug)
-              .join(Petition, Petition.id == Signature.petition_id)
-              .where(Signature.supporter_id == bindparam("supporter_id")))
-SUBSCRIBED = (select(Petition.slug).join(Subscription, Subscription.petition_id == Petition.id)
-              .where(Subscription.identity_id == bindparam("identity_id")))
-NEW_CONVERSATION = insert(conversations).values(
+LOCK_SUPPORTER = Prepared(select(supporters.c.id).where(supporters.c.id == bindparam("id"))
+                          .with_for_update())
+LOCK_IDENTITY = Prepared(select(identities.c.id).where(identities.c.id == bindparam("id"))
+                         .with_for_update())
+SUPPORTER_BY_PHONE = Prepared(select(supporters.c.id)
+                              .where(supporters.c.phone == bindparam("phone")))
+NEW_SUPPORTER = Prepared(insert(supporters).values(created_at=bindparam("p_now"))
+                         .returning(supporters.c.id))
+# What the core needs to know about the person, in one round trip: their signatures (any
+# channel) and this identity's subscriptions, told apart by the first column.
+FACTS = Prepared(union_all(
+    select(literal("signed").label("kind"), petitions.c.slug, signatures.c.number,
+           signatures.c.signed_at, signatures.c.channel, signatures.c.name,
+           signatures.c.postcode, signatures.c.country)
+    .join_from(signatures, petitions, petitions.c.id == signatures.c.petition_id)
+    .where(signatures.c.supporter_id == bindparam("supporter_id")),
+    select(literal("subscribed"), petitions.c.slug, null(), null(), null(), null(), null(),
+           null())
+    .join_from(subscriptions, petitions, petitions.c.id == subscriptions.c.petition_id)
+    .where(subscriptions.c.identity_id == bindparam("identity_id"))))
+NEW_CONVERSATION = Prepared(insert(conversations).values(
     identity_id=bindparam("p_identity"), step=bindparam("p_step"), data=bindparam("p_data"),
-    version=1, updated_at=bindparam("p_now"))
-SAVE_CONVERSATION = (update(conversations)
+    version=1, updated_at=bindparam("p_now")))
+SAVE_CONVERSATION = Prepared(update(conversations)
                      .where(conversations.c.identity_id == bindparam("p_identity"),
                             conversations.c.version == bindparam("p_version"))
                      .values(step=bindparam("p_step"), data=bindparam("p_data"),
@@ -105,137 +134,151 @@ class Who:
             return State()
 
 
-def find(session: Session, channel: Channel, address: str) -> Who | None:
-    row = session.connection().execute(FIND, {"channel": channel.value,
-                                              "address": address}).first()
+def lock(conn: Connection, channel: Channel, address: str) -> int | None:
+    """PostgreSQL: lock the person behind this address (if known) before reading anything,
+    so that one person's messages, on any channel, are handled one after the other; their
+    supporter id, or None. SQLite needs nothing: its write lock is already held."""
+    if not is_postgres(conn):
+        return None
+    locked: int | None = LOCK_PERSON.scalar(conn, {"channel": channel.value,
+                                                   "address": address})
+    return locked
+
+
+def find(conn: Connection, channel: Channel, address: str) -> Who | None:
+    row = FIND.first(conn, {"channel": channel.value, "address": address})
     return Who(*row) if row is not None else None
 
 
-def find_or_create(session: Session, channel: Channel, address: str, phone: str,
-                   now: datetime) -> Who:
-    """The sender; on PostgreSQL their supporter row is locked before anything is read, so
-    one person's messages (on any channel) are handled one after the other."""
-    postgres = is_postgres(session)
-    conn = session.connection()
-    locked = None
-    if postgres:
-        locked = conn.execute(LOCK_PERSON, {"channel": channel.value,
-                                            "address": address}).scalar()
-    who = find(session, channel, address)
-    if who is None:
-        # A phone number names the person on every channel, so their supporter comes
-        # first; a Telegram chat gets its supporter once its identity row is locked.
-        supporter_id = supporter_for(session, phone, now) if phone else None
-        insert_ignore(session, Identity, {"supporter_id": supporter_id, "channel": channel.value,
-                                          "address": address, "created_at": now},
-                      ["channel", "address"])
-        who = find(session, channel, address)
-        assert who is not None
-    if who.supporter_id is None:
-        if postgres:
-            conn.execute(LOCK_IDENTITY, {"id": who.id})
-            who = find(session, channel, address)
-            assert who is not None
-        if who.supporter_id is None and who.opted_out_at is None:
-            who.supporter_id = supporter_for(session, phone, now)
-            write(session, who)
-    elif postgres and locked != who.supporter_id:
-        # Created just now, or the person changed while we waited: lock, then re-read.
-        if conn.execute(LOCK_SUPPORTER, {"id": who.supporter_id}).scalar() is None:
-            return find_or_create(session, channel, address, phone, now)  # erased meanwhile
-        who = find(session, channel, address)
-        assert who is not None
+def create(conn: Connection, channel: Channel, address: str, phone: str,
+           now: datetime) -> Who:
+    """A first message from this address: its identity, with the person's supporter."""
+    # A phone number names the person on every channel, so their supporter comes first; a
+    # Telegram chat gets its supporter once its identity row is locked (settle, below).
+    supporter_id = supporter_for(conn, phone, now) if phone else None
+    insert_ignore(conn, Identity, {"supporter_id": supporter_id, "channel": channel.value,
+                                   "address": address, "created_at": now},
+                  ["channel", "address"])
+    who = find(conn, channel, address)
+    assert who is not None
     return who
 
 
-def supporter_for(session: Session, phone: str, now: datetime) -> int:
+def settle(conn: Connection, who: Who, locked: int | None, channel: Channel, address: str,
+           phone: str, now: datetime) -> Who:
+    """Make sure the person found is the one locked (PostgreSQL), and that they have a
+    supporter row (unless they opted out, bare, after an erasure)."""
+    postgres = is_postgres(conn)
+    if who.supporter_id is None:
+        if postgres:
+            LOCK_IDENTITY.run(conn, {"id": who.id})
+            who = find(conn, channel, address) or who
+        if who.supporter_id is None and who.opted_out_at is None:
+            who.supporter_id = supporter_for(conn, phone, now)
+            write(conn, who)
+    elif postgres and locked != who.supporter_id:
+        # Created just now, or the person changed while we waited: lock, then re-read.
+        if LOCK_SUPPORTER.scalar(conn, {"id": who.supporter_id}) is None:
+            return find_or_create(conn, channel, address, phone, now)  # erased meanwhile
+        who = find(conn, channel, address) or who
+    return who
+
+
+def find_or_create(conn: Connection, channel: Channel, address: str, phone: str,
+                   now: datetime) -> Who:
+    """The sender, locked as `lock` says, created if new."""
+    locked = lock(conn, channel, address)
+    who = find(conn, channel, address) or create(conn, channel, address, phone, now)
+    return settle(conn, who, locked, channel, address, phone, now)
+
+
+def supporter_for(conn: Connection, phone: str, now: datetime) -> int:
     """The supporter with this phone number (created if new), or a new phoneless one."""
     if phone:
-        insert_ignore(session, Supporter, {"phone": phone, "created_at": now}, ["phone"])
-        supporter_id = session.scalar(select(Supporter.id).where(Supporter.phone == phone))
-        assert supporter_id is not None
+        insert_ignore(conn, Supporter, {"phone": phone, "created_at": now}, ["phone"])
+        supporter_id: int = SUPPORTER_BY_PHONE.scalar(conn, {"phone": phone})
         return supporter_id
-    return int(session.connection().execute(
-        insert(supporters).values(created_at=now).returning(supporters.c.id)).scalar_one())
+    return int(NEW_SUPPORTER.scalar(conn, {"p_now": now}))
 
 
-def write(session: Session, who: Who) -> None:
+@functools.lru_cache(maxsize=16)
+def _write_statement(names: tuple[str, ...]) -> Prepared:
+    return Prepared(update(identities).where(identities.c.id == bindparam("p_id")).values(
+        {name: bindparam(f"p_{name}") for name in names}))
+
+
+def write(conn: Connection, who: Who) -> None:
     """Write the identity's changed fields, if any."""
     changed = {name: getattr(who, name) for name in WATCHED
                if getattr(who, name) != who.read[name]}
     if changed:
-        session.connection().execute(update(identities).where(identities.c.id == who.id)
-                                     .values(**changed))
+        _write_statement(tuple(changed)).run(
+            conn, {"p_id": who.id, **{f"p_{k}": v for k, v in changed.items()}})
         who.read.update(changed)
 
 
-def facts(session: Session, who: Who) -> SupporterView:
-    conn = session.connection()
-    signatures = conn.execute(SIGNATURES, {"supporter_id": who.supporter_id}).all() if (
-        who.supporter_id is not None) else []
-    subscribed = conn.execute(SUBSCRIBED, {"identity_id": who.id}).scalars().all()
+def facts(conn: Connection, who: Who) -> SupporterView:
+    rows = FACTS.all(conn, {"supporter_id": who.supporter_id, "identity_id": who.id})
     return SupporterView(
         opted_out=who.opted_out_at is not None,
         signatures=tuple(SignatureView(
-            petition=s.slug, number=s.number, signed_at=s.signed_at, channel=Channel(s.channel),
-            name=s.name, postcode=s.postcode or "", country=s.country or "")
-            for s in signatures),
-        subscribed=frozenset(subscribed))
+            petition=slug, number=number, signed_at=signed_at, channel=Channel(channel),
+            name=name, postcode=postcode or "", country=country or "")
+            for kind, slug, number, signed_at, channel, name, postcode, country in rows
+            if kind == "signed"),
+        subscribed=frozenset(row[1] for row in rows if row[0] == "subscribed"))
 
 
-def save_conversation(session: Session, who: Who, state: State, now: datetime) -> None:
+def save_conversation(conn: Connection, who: Who, state: State, now: datetime) -> None:
     data: dict[str, Any] = {name: getattr(state, name) for name in STATE_FIELDS}
     data["options"] = list(state.options)
-    conn = session.connection()
     params = {"p_identity": who.id, "p_step": state.step.value, "p_data": data, "p_now": now}
     if who.version is None:
-        conn.execute(NEW_CONVERSATION, params)
-    elif who.step != state.step.value or who.data != data:
-        result = conn.execute(SAVE_CONVERSATION, {**params, "p_version": who.version})
-        if result.rowcount != 1:
-            raise ConcurrentUpdate(f"conversation {who.id} changed meanwhile")
+        NEW_CONVERSATION.run(conn, params)
+    elif (who.step != state.step.value or who.data != data) and SAVE_CONVERSATION.run(
+            conn, {**params, "p_version": who.version}) != 1:
+        raise ConcurrentUpdate(f"conversation {who.id} changed meanwhile")
 
 
-def link_phone(session: Session, who: Who, phone: str, now: datetime) -> None:
+def link_phone(conn: Connection, who: Who, phone: str, now: datetime) -> None:
     """The sender proved `phone` is theirs: this identity joins that person."""
-    owner = session.scalar(select(Supporter.id).where(Supporter.phone == phone))
+    owner = SUPPORTER_BY_PHONE.scalar(conn, {"phone": phone})
     if owner is None:
-        current_phone = session.scalar(select(Supporter.phone).where(
-            Supporter.id == who.supporter_id)) if who.supporter_id else None
+        current_phone = conn.scalar(select(supporters.c.phone).where(
+            supporters.c.id == who.supporter_id)) if who.supporter_id else None
         if who.supporter_id is not None and current_phone is None:
-            session.execute(update(Supporter).where(Supporter.id == who.supporter_id)
-                            .values(phone=phone))
+            conn.execute(update(supporters).where(supporters.c.id == who.supporter_id)
+                         .values(phone=phone))
         else:
-            who.supporter_id = supporter_for(session, phone, now)
+            who.supporter_id = supporter_for(conn, phone, now)
     elif who.supporter_id is None or owner == who.supporter_id:
         who.supporter_id = owner
     else:
-        if is_postgres(session):
-            session.connection().execute(LOCK_SUPPORTER, {"id": owner})
-        merge_supporters(session, source=who.supporter_id, target=owner)
+        if is_postgres(conn):
+            LOCK_SUPPORTER.run(conn, {"id": owner})
+        merge_supporters(conn, source=who.supporter_id, target=owner)
         who.supporter_id = who.read["supporter_id"] = owner
     who.phone = phone
-    write(session, who)
+    write(conn, who)
 
 
-def merge_supporters(session: Session, source: int, target: int) -> None:
+def merge_supporters(conn: Connection, source: int, target: int) -> None:
     """Fold one person's records into another's; a petition both signed counts once."""
-    target_petitions = set(session.scalars(
-        select(Signature.petition_id).where(Signature.supporter_id == target)))
-    for sig in session.scalars(select(Signature).where(Signature.supporter_id == source)).all():
-        if sig.petition_id in target_petitions:
-            uncount(session, sig.petition_id, sig.channel)
-            session.delete(sig)
-        else:
-            sig.supporter_id = target
-    session.flush()
-    for model in (ConsentRecord, Identity, Voice):
-        session.execute(update(model).where(model.supporter_id == source)
-                        .values(supporter_id=target))
-    session.execute(delete(Supporter).where(Supporter.id == source))
+    target_petitions = set(conn.scalars(
+        select(signatures.c.petition_id).where(signatures.c.supporter_id == target)))
+    for signature_id, petition_id, channel in conn.execute(
+            select(signatures.c.id, signatures.c.petition_id, signatures.c.channel)
+            .where(signatures.c.supporter_id == source)).all():
+        if petition_id in target_petitions:
+            uncount(conn, petition_id, channel)
+            conn.execute(delete(signatures).where(signatures.c.id == signature_id))
+    for model in (Signature, ConsentRecord, Identity, Voice):
+        conn.execute(update(model).where(model.supporter_id == source)
+                     .values(supporter_id=target))
+    conn.execute(delete(supporters).where(supporters.c.id == source))
 
 
-def erase_supporter(session: Session, supporter_id: int | None) -> None:
+def erase_supporter(session: Session | Connection, supporter_id: int | None) -> None:
     """Really delete a person: signatures (counts follow), consent, voices, subscriptions,
     conversations and identities; an identity that said STOP stays, bare, as suppression."""
     if supporter_id is None:
@@ -258,10 +301,11 @@ def erase_supporter(session: Session, supporter_id: int | None) -> None:
                     .values(supporter_id=None, last_inbound_at=None, unreachable_at=None))
     session.execute(delete(Identity).where(Identity.supporter_id == supporter_id))
     session.execute(delete(Supporter).where(Supporter.id == supporter_id))
-    session.expunge_all()
+    if isinstance(session, Session):
+        session.expunge_all()
 
 
-def uncount(session: Session, petition_id: int, channel: str) -> None:
+def uncount(session: Session | Connection, petition_id: int, channel: str) -> None:
     session.execute(update(Petition).where(Petition.id == petition_id)
                     .values(signature_count=Petition.signature_count - 1))
     session.execute(update(ChannelCount).where(ChannelCount.petition_id == petition_id,

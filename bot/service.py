@@ -10,7 +10,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Integer,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import conversation as core
@@ -33,14 +44,54 @@ from models import (
     Subscription,
     Voice,
 )
-from models.sql import insert_ignore
+from models.prepared import Prepared
+from models.sql import insert_ignore, insert_ignore_statement
 
 log = logging.getLogger("petitionbot.inbound")
 
 inbound_messages = cast(Table, InboundMessage.__table__)
-SET_INBOUND_IDENTITY = (update(inbound_messages)
-                        .where(inbound_messages.c.id == bindparam("p_id"))
-                        .values(identity_id=bindparam("p_identity")))
+petitions = cast(Table, Petition.__table__)
+channel_counts = cast(Table, ChannelCount.__table__)
+signatures = cast(Table, Signature.__table__)
+consent_records = cast(Table, ConsentRecord.__table__)
+subscriptions = cast(Table, Subscription.__table__)
+
+# Built once: every inbound message runs some of these.
+NEW_INBOUND = Prepared(lambda dialect: insert_ignore_statement(
+    dialect, inbound_messages, ("channel", "provider_id", "identity_id", "body", "received_at"),
+    ("channel", "provider_id"), inbound_messages.c.id))
+SET_INBOUND_IDENTITY = Prepared(update(inbound_messages)
+                                .where(inbound_messages.c.id == bindparam("p_id"))
+                                .values(identity_id=bindparam("p_identity")))
+NEW_SUBSCRIPTION = Prepared(lambda dialect: insert_ignore_statement(
+    dialect, subscriptions, ("identity_id", "petition_id", "consent_id", "created_at"),
+    ("identity_id", "petition_id")))
+NEW_CONSENT = Prepared(insert(consent_records)
+               .values({c: bindparam(f"p_{c}") for c in (
+                   "supporter_id", "petition_id", "purpose", "action", "text_version",
+                   "channel", "evidence", "created_at")})
+               .returning(consent_records.c.id))
+COUNT_SIGNATURE = Prepared(update(petitions).where(petitions.c.id == bindparam("p_petition"))
+                   .values(signature_count=petitions.c.signature_count + 1,
+                           last_number=petitions.c.last_number + 1)
+                   .returning(petitions.c.last_number, petitions.c.signature_count))
+COUNT_CHANNEL = Prepared(update(channel_counts)
+                 .where(channel_counts.c.petition_id == bindparam("p_petition"),
+                        channel_counts.c.channel == bindparam("p_channel"))
+                 .values(count=channel_counts.c.count + 1))
+LATEST_SIGN_CONSENT = (select(func.max(consent_records.c.id))
+                       .where(consent_records.c.supporter_id == bindparam("p_supporter"),
+                              consent_records.c.petition_id == bindparam("p_petition"),
+                              consent_records.c.purpose == "sign")
+                       .scalar_subquery())
+NEW_SIGNATURE = Prepared(insert(signatures).values(
+    petition_id=bindparam("p_petition"), supporter_id=bindparam("p_supporter"),
+    number=bindparam("p_number"), name=bindparam("p_name"), postcode=bindparam("p_postcode"),
+    postcode_area=bindparam("p_postcode_area"), country=bindparam("p_country"),
+    nation=bindparam("p_nation"), channel=bindparam("p_channel"),
+    referral=bindparam("p_referral"),
+    consent_id=func.coalesce(bindparam("p_consent", type_=Integer), LATEST_SIGN_CONSENT),
+    signed_at=bindparam("p_now")))
 
 COUNTS_TTL = 1.0  # seconds a process may show a count before re-reading it
 LAST_INBOUND_PRECISION = timedelta(minutes=1)
@@ -72,6 +123,7 @@ class Handled:
     identity_id: int | None = None
     step: str = ""
     signed: bool = False   # this message added a signature
+    count: tuple[str, int] | None = None  # (petition, signatures here) after it did
 
     @property
     def outcome(self) -> str:
@@ -113,6 +165,12 @@ class Service:
             "privacy_url": org.privacy_url, "retention": config.privacy.retention,
             "minimum_age": config.privacy.minimum_age, "max_length": core.MAX_NAME,
         }
+
+    @property
+    def engine(self) -> Engine:
+        """The sessions' engine: inbound messages run on a Connection, without the ORM."""
+        engine: Engine = self.sessions.kw["bind"]
+        return engine
 
     def share_link(self, slug: str, number: int) -> str:
         """A signer's own Telegram link: whoever signs through it is credited to them."""
@@ -159,11 +217,14 @@ class Service:
         started = time.perf_counter()
         channel = msg.channel.value
         try:
-            with self.sessions.begin() as session:
-                handled = self._receive(session, msg)
+            with self.engine.begin() as conn:
+                handled = self._receive(conn, msg)
         except Exception:
             metrics.observe_inbound(channel, "error", time.perf_counter() - started)
             raise
+        if handled.count is not None:  # committed: show the new count from now on
+            read_at, counts = self._counts
+            self._counts = (read_at, {**counts, handled.count[0]: handled.count[1]})
         seconds = time.perf_counter() - started
         # Ids, steps and outcomes only: never the address, a name or the text.
         log.info("inbound channel=%s identity=%s step=%s outcome=%s replies=%d ms=%.1f",
@@ -175,28 +236,31 @@ class Service:
         metrics.observe_inbound(channel, handled.outcome, seconds, signed=handled.signed)
         return handled
 
-    def _receive(self, session: Session, msg: Received) -> Handled:
+    def _receive(self, conn: Connection, msg: Received) -> Handled:
         now = self.clock()
-        # The message's key first: a replay, even one that waited here for its first copy,
-        # must touch nothing (finding the identity would recreate a person DELETE erased).
-        inbound_id = insert_ignore(
-            session, InboundMessage,
-            {"channel": msg.channel.value, "provider_id": msg.provider_id,
-             "identity_id": None, "body": msg.text[:1600], "received_at": now},
-            ["channel", "provider_id"], returning=InboundMessage.id)
+        locked = people.lock(conn, msg.channel, msg.address)
+        who = people.find(conn, msg.channel, msg.address)
+        # The message's key before anything is written: a replay, even one that waited here
+        # for its first copy, must touch nothing (creating the sender would bring back a
+        # person DELETE erased).
+        inbound_id = NEW_INBOUND.scalar(conn, {
+            "p_channel": msg.channel.value, "p_provider_id": msg.provider_id,
+            "p_identity_id": who.id if who else None, "p_body": msg.text[:1600],
+            "p_received_at": now})
         if inbound_id is None:  # a replay: the first copy had the effect
             return Handled((), duplicate=True)
-        who = people.find_or_create(session, msg.channel, msg.address, msg.phone, now)
-        conn = session.connection()
-        conn.execute(SET_INBOUND_IDENTITY, {"p_id": inbound_id, "p_identity": who.id})
+        if who is None:
+            who = people.create(conn, msg.channel, msg.address, msg.phone, now)
+            SET_INBOUND_IDENTITY.run(conn, {"p_id": inbound_id, "p_identity": who.id})
+        who = people.settle(conn, who, locked, msg.channel, msg.address, msg.phone, now)
         if msg.contact == "own" and msg.phone and msg.channel == Channel.TELEGRAM:
-            people.link_phone(session, who, msg.phone, now)
+            people.link_phone(conn, who, msg.phone, now)
         inbound = Inbound(msg.channel, msg.text, msg.provider_id, msg.opt_out, msg.contact)
         state = who.state
-        facts = people.facts(session, who)
+        facts = people.facts(conn, who)
         offer_link = msg.channel == Channel.TELEGRAM and who.supporter_id is not None and (
             not who.phone)
-        ctx = core.Context(self.catalogue.views(self.counts(session), self.voices(session),
+        ctx = core.Context(self.catalogue.views(self.counts(conn), self.voices(conn),
                                                 long_pages=msg.channel != Channel.SMS),
                            self.config.default_petition, facts, self.config.privacy.version,
                            offer_phone_link=offer_link,
@@ -211,12 +275,12 @@ class Service:
         # itself budgeted, so this cannot be turned into unbounded replies.
         if verdict != Verdict.REPLY and not (core.wants_to_stop(inbound) and not facts.opted_out):
             who.last_inbound_at = now
-            people.write(session, who)
+            people.write(conn, who)
             notice = (Message(self.texts.render(Phrase("over_budget"), self.common)),)
             return Handled(notice if verdict == Verdict.NOTICE else (), identity_id=who.id,
                            step=state.step.value)
-        results = self._apply(session, outcome, who, msg, now)
-        if any(isinstance(e, core.Sign | core.Erase) for e in outcome.effects):
+        results = self._apply(conn, outcome, who, facts, msg, now)
+        if any(isinstance(e, core.Erase) for e in outcome.effects):
             self._counts = (0.0, self._counts[1])  # the next reader sees the change
         if results.get("erased"):
             return Handled(self._render(outcome, results, msg.channel), identity_id=None,
@@ -226,20 +290,20 @@ class Service:
         if last is None or now - last > LAST_INBOUND_PRECISION or last > now:
             who.last_inbound_at = now
         who.unreachable_at = None  # they wrote to us: reachable again
-        people.write(session, who)
-        people.save_conversation(session, who, outcome.state, now)
+        people.write(conn, who)
+        people.save_conversation(conn, who, outcome.state, now)
         replies = self._render(outcome, results, msg.channel)
         return Handled(replies, identity_id=who.id, step=outcome.state.step.value,
-                       signed=bool(results.get("new_signature")))
+                       signed=bool(results.get("new_signature")), count=results.get("counted"))
 
     # Loading -------------------------------------------------------------------------
 
-    def voices(self, session: Session) -> dict[str, tuple[tuple[str, str], ...]]:
+    def voices(self, conn: Connection) -> dict[str, tuple[tuple[str, str], ...]]:
         """The newest approved voices per petition, re-read at most once a minute."""
         loaded_at, voices = self._voices
         if time.monotonic() - loaded_at < VOICES_TTL:
             return voices
-        rows = session.execute(
+        rows = conn.execute(
             select(Petition.slug, Voice.text, Voice.nation)
             .join(Petition, Petition.id == Voice.petition_id)
             .where(Voice.status == "approved", Voice.publish_consent.is_(True))
@@ -251,133 +315,127 @@ class Service:
         self._voices = (time.monotonic(), {k: tuple(v) for k, v in fresh.items()})
         return self._voices[1]
 
-    def petition_id(self, session: Session, slug: str) -> int:
+    def petition_id(self, conn: Connection | Session, slug: str) -> int:
         """A petition's row id (it never changes, so it is remembered)."""
         if slug not in self._petition_ids:
-            self._petition_ids[slug] = _petition_id(session, slug)
+            pid = conn.scalar(select(Petition.id).where(Petition.slug == slug))
+            assert pid is not None, slug
+            self._petition_ids[slug] = pid
         return self._petition_ids[slug]
 
-    def counts(self, session: Session, fresh: bool = False) -> dict[str, int]:
+    def counts(self, conn: Connection | Session, fresh: bool = False) -> dict[str, int]:
         """Signatures collected here, by petition slug (kept counters, no COUNT(*)); re-read
-        at most once a second unless `fresh`, and at once after a signature here."""
+        at most once a second unless `fresh`; a signature here updates it at once."""
         read_at, counts = self._counts
         if fresh or time.monotonic() - read_at > COUNTS_TTL:
             counts = {slug: count for slug, count in
-                      session.execute(select(Petition.slug, Petition.signature_count)).all()}
+                      conn.execute(select(Petition.slug, Petition.signature_count)).all()}
             self._counts = (time.monotonic(), counts)
         return counts
 
     # Effects ---------------------------------------------------------------------------
 
-    def _apply(self, session: Session, outcome: Outcome, who: people.Who, msg: Received,
-               now: datetime) -> dict[str, Any]:
+    def _apply(self, conn: Connection, outcome: Outcome, who: people.Who,
+               facts: core.SupporterView, msg: Received, now: datetime) -> dict[str, Any]:
         results: dict[str, Any] = {}
         consent_ids: dict[tuple[str, str], int] = {}
         supporter_id = who.supporter_id
         for effect in outcome.effects:
             match effect:
                 case core.GrantConsent(purpose, slug, version):
-                    record = self._consent(session, supporter_id, self.petition_id(session, slug),
+                    record = self._consent(conn, supporter_id, self.petition_id(conn, slug),
                                            purpose, "granted", version, msg, now)
                     consent_ids[(purpose.value, slug)] = record
                 case core.Sign():
-                    results.update(self._sign(session, effect, supporter_id, msg, now,
+                    results.update(self._sign(conn, effect, supporter_id, facts, msg, now,
                                               consent_ids.get(("sign", effect.petition))))
                 case core.SaveVoice(slug, text, publish, flagged):
-                    self._save_voice(session, supporter_id, slug, text, publish, flagged,
+                    self._save_voice(conn, supporter_id, slug, text, publish, flagged,
                                      consent_ids.get(("publish_voice", slug)), now)
                 case core.Subscribe(slug):
-                    insert_ignore(session, Subscription, {
-                        "identity_id": who.id, "petition_id": self.petition_id(session, slug),
-                        "consent_id": consent_ids.get(("updates", slug)), "created_at": now},
-                        ["identity_id", "petition_id"])
+                    NEW_SUBSCRIPTION.run(conn, {
+                        "p_identity_id": who.id, "p_petition_id": self.petition_id(conn, slug),
+                        "p_consent_id": consent_ids.get(("updates", slug)), "p_created_at": now})
                 case core.OptOut():
-                    self._opt_out(session, who, msg, now)
+                    self._opt_out(conn, who, msg, now)
                 case core.OptIn():
                     who.opted_out_at = None
                     if who.supporter_id is None:
-                        who.supporter_id = people.supporter_for(session, msg.phone, now)
+                        who.supporter_id = people.supporter_for(conn, msg.phone, now)
                 case core.Erase():
-                    people.erase_supporter(session, supporter_id)
+                    people.erase_supporter(conn, supporter_id)
                     results["erased"] = True
         return results
 
-    def _save_voice(self, session: Session, supporter_id: int | None, slug: str, text: str,
+    def _save_voice(self, conn: Connection, supporter_id: int | None, slug: str, text: str,
                     publish: bool, flagged: bool, consent_id: int | None,
                     now: datetime) -> None:
-        petition_id = self.petition_id(session, slug)
-        nation = session.scalar(select(Signature.nation).where(
+        petition_id = self.petition_id(conn, slug)
+        nation = conn.scalar(select(Signature.nation).where(
             Signature.petition_id == petition_id, Signature.supporter_id == supporter_id))
-        session.add(Voice(petition_id=petition_id, supporter_id=supporter_id, text=text,
-                          nation=nation, status="pending", publish_consent=publish,
-                          consent_id=consent_id, flagged=flagged, created_at=now))
+        conn.execute(insert(Voice).values(
+            petition_id=petition_id, supporter_id=supporter_id, text=text, nation=nation,
+            status="pending", publish_consent=publish, consent_id=consent_id,
+            flagged=flagged, created_at=now))
         if flagged:
             log.warning("safeguarding: a supporter's message was flagged for staff (voice)")
 
-    def _consent(self, session: Session, supporter_id: int | None, petition_id: int | None,
+    def _consent(self, conn: Connection, supporter_id: int | None, petition_id: int | None,
                  purpose: core.Purpose, action: str, version: str, msg: Received,
                  now: datetime) -> int:
         assert supporter_id is not None
-        record = ConsentRecord(supporter_id=supporter_id, petition_id=petition_id,
-                               purpose=purpose.value, action=action, text_version=version,
-                               channel=msg.channel.value, evidence=msg.provider_id[:80],
-                               created_at=now)
-        session.add(record)
-        session.flush()
-        return record.id
+        record_id: int = NEW_CONSENT.scalar(conn, {
+            "p_supporter_id": supporter_id, "p_petition_id": petition_id,
+            "p_purpose": purpose.value, "p_action": action, "p_text_version": version,
+            "p_channel": msg.channel.value, "p_evidence": msg.provider_id[:80],
+            "p_created_at": now})
+        return record_id
 
-    def _sign(self, session: Session, sign: core.Sign, supporter_id: int | None, msg: Received,
-              now: datetime, consent_id: int | None) -> dict[str, Any]:
+    def _sign(self, conn: Connection, sign: core.Sign, supporter_id: int | None,
+              facts: core.SupporterView, msg: Received, now: datetime,
+              consent_id: int | None) -> dict[str, Any]:
         assert supporter_id is not None
-        petition_id = self.petition_id(session, sign.petition)
-        existing = session.scalar(select(Signature.number).where(
-            Signature.petition_id == petition_id, Signature.supporter_id == supporter_id))
+        # `facts` were read in this transaction, after the person was locked (PostgreSQL)
+        # or with the write lock held (SQLite): a signature on another channel shows here.
+        existing = facts.signature(sign.petition)
         if existing is not None:  # signed meanwhile on another channel: never twice
-            return {"number": existing, "count": f"{self._total(session, sign.petition):,}",
-                    "petition": sign.petition}
-        if consent_id is None:  # consent was given on an earlier message: link the latest
-            consent_id = session.scalar(
-                select(ConsentRecord.id).where(ConsentRecord.supporter_id == supporter_id,
-                                               ConsentRecord.petition_id == petition_id,
-                                               ConsentRecord.purpose == "sign")
-                .order_by(ConsentRecord.id.desc()).limit(1))
-        number, here = session.execute(
-            update(Petition).where(Petition.id == petition_id)
-            .values(signature_count=Petition.signature_count + 1,
-                    last_number=Petition.last_number + 1)
-            .returning(Petition.last_number, Petition.signature_count)).one()
-        session.execute(update(ChannelCount).where(
-            ChannelCount.petition_id == petition_id, ChannelCount.channel == msg.channel.value)
-            .values(count=ChannelCount.count + 1))
-        session.add(Signature(
-            petition_id=petition_id, supporter_id=supporter_id, number=number, name=sign.name,
-            postcode=sign.postcode or None,
-            postcode_area=postcode_area(sign.postcode) if sign.postcode else None,
-            country=sign.country or None, nation=sign.nation.value, channel=msg.channel.value,
-            referral=sign.referral or None, consent_id=consent_id, signed_at=now))
-        session.flush()
+            return {"number": existing.number, "petition": sign.petition,
+                    "count": f"{self._total(conn, sign.petition):,}"}
+        petition_id = self.petition_id(conn, sign.petition)
+        counted = COUNT_SIGNATURE.first(conn, {"p_petition": petition_id})
+        assert counted is not None, sign.petition
+        number, here = counted
+        COUNT_CHANNEL.run(conn, {"p_petition": petition_id, "p_channel": msg.channel.value})
+        # Without consent given in this message, the signature cites the latest given.
+        NEW_SIGNATURE.run(conn, {
+            "p_petition": petition_id, "p_supporter": supporter_id, "p_number": number,
+            "p_name": sign.name, "p_postcode": sign.postcode or None,
+            "p_postcode_area": postcode_area(sign.postcode) if sign.postcode else None,
+            "p_country": sign.country or None, "p_nation": sign.nation.value,
+            "p_channel": msg.channel.value, "p_referral": sign.referral or None,
+            "p_consent": consent_id, "p_now": now})
         external = self.config.petition(sign.petition).external_count
-        milestone_drafts(session, self.config, sign.petition, here - 1 + external,
+        milestone_drafts(conn, self.config, sign.petition, here - 1 + external,
                          here + external, now)
         return {"number": number, "count": f"{here + external:,}", "petition": sign.petition,
-                "new_signature": True}
+                "new_signature": True, "counted": (sign.petition, here)}
 
-    def _total(self, session: Session, slug: str) -> int:
-        here = self.counts(session).get(slug, 0)
+    def _total(self, conn: Connection, slug: str) -> int:
+        here = self.counts(conn).get(slug, 0)
         return here + self.config.petition(slug).external_count
 
-    def _opt_out(self, session: Session, who: people.Who, msg: Received,
+    def _opt_out(self, conn: Connection, who: people.Who, msg: Received,
                  now: datetime) -> None:
         who.opted_out_at = now
-        skip_pending_for(session, who.id, "opted_out", now)  # even mid-broadcast
-        subscriptions = session.scalars(
-            select(Subscription).where(Subscription.identity_id == who.id)).all()
-        for sub in subscriptions:
+        skip_pending_for(conn, who.id, "opted_out", now)  # even mid-broadcast
+        subscribed = conn.scalars(select(Subscription.petition_id).where(
+            Subscription.identity_id == who.id)).all()
+        for petition_id in subscribed:
             if who.supporter_id is not None:
-                self._consent(session, who.supporter_id, sub.petition_id,
-                              core.Purpose.UPDATES, "withdrawn", self.config.privacy.version,
-                              msg, now)
-            session.delete(sub)
+                self._consent(conn, who.supporter_id, petition_id, core.Purpose.UPDATES,
+                              "withdrawn", self.config.privacy.version, msg, now)
+        if subscribed:
+            conn.execute(delete(Subscription).where(Subscription.identity_id == who.id))
 
     def _render(self, outcome: Outcome, results: dict[str, Any],
                 channel: Channel) -> tuple[Message, ...]:
@@ -391,12 +449,6 @@ class Service:
                 phrase = Phrase(phrase.key, {**phrase.params, **late})
             messages.append(Message(self.texts.render(phrase, self.common), reply.options))
         return tuple(messages)
-
-
-def _petition_id(session: Session, slug: str) -> int:
-    pid = session.scalar(select(Petition.id).where(Petition.slug == slug))
-    assert pid is not None, slug
-    return pid
 
 
 __all__ = ["Handled", "Received", "Service"]
