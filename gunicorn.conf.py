@@ -8,7 +8,7 @@ Everything is chosen from the environment, so one file serves every deployment:
     HOST              address to bind (default 127.0.0.1: put a TLS-terminating proxy in
                       front; set HOST=0.0.0.0 in a container whose port the platform maps)
     WEB_CONCURRENCY   worker processes (default: by database, see below)
-    WEB_THREADS       threads per worker (default 4)
+    WEB_THREADS       threads per worker (default: by database, see below)
     DATABASE_URL      read here only for its scheme (sqlite or postgresql)
     LOG_FORMAT        text (default) or json: gunicorn's lines and the app's, alike
     PROMETHEUS_MULTIPROC_DIR  metrics shared by all workers (and the worker and poller)
@@ -52,29 +52,21 @@ _sqlite = _scheme == "sqlite"
 bind = [f"{os.environ.get('HOST', '').strip() or '127.0.0.1'}:"
         f"{_positive_int('PORT', 5000)}"]
 
-# Threads: a request spends much of its time waiting on the database (PostgreSQL round
-# trips, SQLite's write lock), so a few threads per process keep the CPU busy; more than a
-# few only queue behind the GIL and hold more database connections (each thread can hold
-# one pooled connection; models/db.py allows 10 + 10 per process).
-worker_class = "gthread"
-threads = _positive_int("WEB_THREADS", 4)
-
-# Processes:
-# * PostgreSQL: the usual (2 x cores) + 1. Processes run Python in parallel and the
-#   database serialises what must be serialised (row locks per supporter, the counter row).
+# Processes and threads, by database (WEB_CONCURRENCY and WEB_THREADS, when set, win):
+# * PostgreSQL: the usual (2 x cores) + 1 processes of 4 threads. A request spends much of
+#   its time waiting on database round trips, so a few threads per process keep the CPU
+#   busy; the database serialises what must be (row locks per supporter, the counter row).
 #   Connections: workers x threads stays far below PostgreSQL's max_connections (100).
-# * SQLite: ONE process. Readers and writers share one file, and every inbound message
-#   writes (BEGIN IMMEDIATE takes the file's write lock up front), so only one request
-#   can be inside a transaction at any moment, whatever the number of processes. Several
-#   processes would only add contention: a writer that finds the lock taken by another
-#   process sleeps in SQLite's busy handler (1, 2, 5, 10... ms back-off) instead of being
-#   woken when the lock is released, which costs throughput and makes tail latency
-#   erratic; each process would also keep its own in-memory reply budget (no Redis).
-#   Threads in the one process queue for the write lock on a Python lock (models/db.py)
-#   and are woken in turn, while still overlapping parsing, signature checks and
-#   rendering with the transaction in progress.
-# WEB_CONCURRENCY, when set, wins either way.
-workers = _positive_int("WEB_CONCURRENCY", 1 if _sqlite else 2 * _cores() + 1)
+# * SQLite: one single-threaded process per core. Every inbound message writes, and SQLite
+#   has one writer at a time, so a transaction must never wait for the CPU while holding
+#   the write lock. With several threads in a process it does: between two statements the
+#   writer waits for the GIL while another thread parses a request (bench/inbound.py
+#   measured a third less throughput with 4 threads than with 1). Processes instead run
+#   their Python in parallel, and queue for the write lock on models.db.WriterLock.
+#   Without REDIS_URL each process keeps its own reply budget (README: abuse protection).
+workers = _positive_int("WEB_CONCURRENCY", _cores() if _sqlite else 2 * _cores() + 1)
+worker_class = "gthread"
+threads = _positive_int("WEB_THREADS", 1 if _sqlite else 4)
 
 # A request that takes more than 30 s is stuck (Twilio itself gives up after 15 s).
 timeout = 30
@@ -83,8 +75,7 @@ graceful_timeout = 20
 keepalive = 5
 
 # Recycle workers now and then, so a slow leak cannot grow without bound; the jitter keeps
-# workers from restarting together. High enough that a single-process SQLite server (which
-# is briefly unavailable while its only worker restarts) does so rarely.
+# workers from restarting together.
 max_requests = 20000
 max_requests_jitter = 2000
 

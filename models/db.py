@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import threading
+import time
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: one process per database file, threads only
+    fcntl = None  # type: ignore[assignment]
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -11,6 +19,61 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 LOCK_TIMEOUT = 30.0
+POLL_CAP = 0.001  # seconds: the longest a writer sleeps before looking again
+
+
+class WriterLock:
+    """One SQLite writer at a time, across this process's threads and this machine's
+    processes (web workers, the broadcast worker, the poller, the CLI).
+
+    SQLite serialises writers itself, but a writer that finds the file locked sleeps in its
+    busy handler, 1, 2, 5, 10 ... up to 100 ms at a time, so under load writers queue
+    behind sleepers. Here threads queue on a lock that wakes the next one at once, and
+    processes on an flock(2) of `<database>-writer`, looked at again at most every
+    millisecond; the kernel drops the flock of a process that dies.
+    """
+
+    def __init__(self, database: str) -> None:
+        self.path = f"{database}-writer"
+        self.local = threading.Lock()
+        self.fd = -1
+        self.pid = 0
+
+    def acquire(self, timeout: float = LOCK_TIMEOUT) -> bool:
+        deadline = time.monotonic() + timeout
+        if not self.local.acquire(timeout=timeout):
+            return False
+        if fcntl is None:
+            return True
+        try:
+            fd = self._fd()
+            delay = POLL_CAP / 32
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return True
+                except BlockingIOError:
+                    pass
+                if time.monotonic() > deadline:
+                    self.local.release()
+                    return False
+                time.sleep(delay)
+                delay = min(delay * 2, POLL_CAP)
+        except BaseException:
+            self.local.release()
+            raise
+
+    def release(self) -> None:
+        if fcntl is not None and self.fd >= 0 and self.pid == os.getpid():
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        self.local.release()
+
+    def _fd(self) -> int:
+        # Per process: a descriptor inherited across fork() would share the parent's lock.
+        if self.pid != os.getpid():
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self.pid = os.getpid()
+        return self.fd
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -31,7 +94,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.database in (None, "", ":memory:"):
         raise ValueError("use a file for SQLite: several threads and processes share it")
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
-    writer = threading.Lock()
+    writer = WriterLock(parsed.database)
     event.listen(engine, "connect", _sqlite_connect)
     event.listen(engine, "begin", lambda connection: _sqlite_begin(connection, writer))
     event.listen(engine.pool, "checkin", _sqlite_checkin)
@@ -51,16 +114,19 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_begin(connection: Any, writer: threading.Lock) -> None:
+def _sqlite_begin(connection: Any, writer: WriterLock) -> None:
     # Take the write lock up front: a read lock upgraded later can fail with SQLITE_BUSY
-    # without waiting, and every inbound message writes. Threads of one process queue on
-    # a Python lock first, because SQLite's own busy handler waits by sleeping; the lock
-    # is held until the connection is back in the pool, after its COMMIT or ROLLBACK.
+    # without waiting, and every inbound message writes. Writers queue on WriterLock
+    # first, because SQLite's own busy handler waits by sleeping; the lock is held until
+    # the connection is back in the pool, after its COMMIT or ROLLBACK.
     if "writer" not in connection.info:
-        if not writer.acquire(timeout=LOCK_TIMEOUT):
+        if not writer.acquire():
             raise OperationalError("BEGIN IMMEDIATE", None, TimeoutError("database is busy"))
         connection.info["writer"] = writer
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    try:  # on the driver's connection: this runs for every transaction
+        connection.connection.driver_connection.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as error:  # as Connection.execute would raise it
+        raise OperationalError("BEGIN IMMEDIATE", None, error) from error
 
 
 def _sqlite_checkin(_dbapi_connection: Any, record: Any) -> None:
