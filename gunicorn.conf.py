@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import os
 
+from gunicorn.glogging import Logger
+
 from bot import logs
 
 
@@ -82,6 +84,17 @@ max_requests_jitter = 2000
 # No access log: request lines and query strings may carry phone numbers, and every
 # inbound message is already logged (without personal data) by bot.service.
 accesslog = None
+
+
+class NoAccessLog(Logger):  # type: ignore[misc]
+    """gunicorn's logger, minus the access log: with a logging config (below) it would
+    build every request's access line and then drop it."""
+
+    def access(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+logger_class = NoAccessLog
 errorlog = "-"
 loglevel = "info"
 

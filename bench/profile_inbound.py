@@ -60,9 +60,11 @@ class SqlCounter:
         from sqlalchemy import event
 
         self.current: list[str] = []
-        if engine.dialect.name == "sqlite":
-            event.listen(engine, "checkout", lambda dbapi_connection, *_: (
-                dbapi_connection.set_trace_callback(self.current.append)))
+        if engine.dialect.name == "sqlite":  # every transaction (connections are kept)
+            event.listen(engine, "begin", lambda connection: (
+                self.current.append("BEGIN IMMEDIATE"),
+                connection.connection.driver_connection.set_trace_callback(
+                    self.current.append)))
         else:
             import psycopg
 

@@ -36,6 +36,7 @@ URL_VARIABLES = ("DATABASE_URL", "REDIS_URL")  # their passwords are secrets too
 # and not inside a longer word (a Twilio SID, a hex id): E.164, UK national and most
 # international spellings, and Telegram chat ids, which identify a person just as well.
 PHONE = re.compile(r"(?<![\w+])\+?\(?\d(?:[ ()\-]{0,2}\d){8,14}(?!\w)")
+DIGIT = re.compile(r"\d")
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")  # "2026-11-27 21" is a time, not a number
 # A Telegram bot token: the bot's id, a colon, 35 characters (also inside a Bot API URL).
 BOT_TOKEN = re.compile(r"\d{5,}:[A-Za-z0-9_-]{30,}")
@@ -67,7 +68,10 @@ class Redact(logging.Filter):
 
     def redact(self, text: str) -> str:
         for secret in self.secrets:
-            text = text.replace(secret, "[secret]")
+            if secret in text:
+                text = text.replace(secret, "[secret]")
+        if DIGIT.search(text) is None:  # neither a number nor a bot token can be in it
+            return text
         text = BOT_TOKEN.sub("[secret]", text)
         return PHONE.sub(_mask_match, text)
 

@@ -53,14 +53,31 @@ signatures = cast(Table, Signature.__table__)
 subscriptions = cast(Table, Subscription.__table__)
 petitions = cast(Table, Petition.__table__)
 
-FIND = Prepared(select(identities.c.id, identities.c.supporter_id, identities.c.opted_out_at,
-               identities.c.unreachable_at, identities.c.last_inbound_at, supporters.c.phone,
-               conversations.c.step, conversations.c.data, conversations.c.version)
-        .select_from(identities.outerjoin(conversations,
-                                          conversations.c.identity_id == identities.c.id)
-                     .outerjoin(supporters, supporters.c.id == identities.c.supporter_id))
-        .where(identities.c.channel == bindparam("channel"),
-               identities.c.address == bindparam("address")))
+_IDENTITY = (identities.c.channel == bindparam("channel"),
+             identities.c.address == bindparam("address"))
+# The sender and what the core needs to know about them, in one statement: one "who" row
+# (identity, phone, conversation), then a row per signature of theirs (on any channel) and
+# per subscription of this identity. Each column holds one type in every kind of row.
+FIND = Prepared(union_all(
+    select(literal("who").label("kind"), identities.c.id, identities.c.supporter_id,
+           identities.c.opted_out_at, identities.c.unreachable_at, identities.c.last_inbound_at,
+           supporters.c.phone, conversations.c.step, conversations.c.data,
+           conversations.c.version, null(), null(), null())
+    .select_from(identities.outerjoin(conversations,
+                                      conversations.c.identity_id == identities.c.id)
+                 .outerjoin(supporters, supporters.c.id == identities.c.supporter_id))
+    .where(*_IDENTITY),
+    select(literal("signed"), signatures.c.number, null(), signatures.c.signed_at, null(),
+           null(), signatures.c.name, petitions.c.slug, null(), null(), signatures.c.channel,
+           signatures.c.postcode, signatures.c.country)
+    .join_from(signatures, petitions, petitions.c.id == signatures.c.petition_id)
+    .where(signatures.c.supporter_id == select(identities.c.supporter_id)
+           .where(*_IDENTITY).scalar_subquery()),
+    select(literal("subscribed"), null(), null(), null(), null(), null(), null(),
+           petitions.c.slug, null(), null(), null(), null(), null())
+    .join_from(subscriptions, petitions, petitions.c.id == subscriptions.c.petition_id)
+    .where(subscriptions.c.identity_id == select(identities.c.id)
+           .where(*_IDENTITY).scalar_subquery())))
 LOCK_PERSON = Prepared(select(supporters.c.id)
                .where(supporters.c.id == select(identities.c.supporter_id)
                       .where(identities.c.channel == bindparam("channel"),
@@ -74,8 +91,8 @@ SUPPORTER_BY_PHONE = Prepared(select(supporters.c.id)
                               .where(supporters.c.phone == bindparam("phone")))
 NEW_SUPPORTER = Prepared(insert(supporters).values(created_at=bindparam("p_now"))
                          .returning(supporters.c.id))
-# What the core needs to know about the person, in one round trip: their signatures (any
-# channel) and this identity's subscriptions, told apart by the first column.
+# The same facts, for a sender whose supporter changed after FIND (a first message linking
+# them to a number that signed elsewhere, a Telegram contact shared).
 FACTS = Prepared(union_all(
     select(literal("signed").label("kind"), petitions.c.slug, signatures.c.number,
            signatures.c.signed_at, signatures.c.channel, signatures.c.name,
@@ -117,6 +134,9 @@ class Who:
     data: dict[str, Any] | None
     version: int | None
     read: dict[str, Any] = field(default_factory=dict)
+    # FIND's signature and subscription rows, and the supporter they were read for.
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    rows_for: int | None = None
 
     def __post_init__(self) -> None:
         self.read = {name: getattr(self, name) for name in WATCHED}
@@ -146,8 +166,14 @@ def lock(conn: Connection, channel: Channel, address: str) -> int | None:
 
 
 def find(conn: Connection, channel: Channel, address: str) -> Who | None:
-    row = FIND.first(conn, {"channel": channel.value, "address": address})
-    return Who(*row) if row is not None else None
+    rows = FIND.all(conn, {"channel": channel.value, "address": address})
+    found = next((row for row in rows if row[0] == "who"), None)
+    if found is None:
+        return None
+    who = Who(*found[1:10])
+    who.rows = [row for row in rows if row[0] != "who"]
+    who.rows_for = who.supporter_id
+    return who
 
 
 def create(conn: Connection, channel: Channel, address: str, phone: str,
@@ -157,7 +183,8 @@ def create(conn: Connection, channel: Channel, address: str, phone: str,
     # Telegram chat gets its supporter once its identity row is locked (settle, below).
     supporter_id = supporter_for(conn, phone, now) if phone else None
     insert_ignore(conn, Identity, {"supporter_id": supporter_id, "channel": channel.value,
-                                   "address": address, "created_at": now},
+                                   "address": address, "created_at": now,
+                                   "last_inbound_at": now},  # created by their message
                   ["channel", "address"])
     who = find(conn, channel, address)
     assert who is not None
@@ -218,15 +245,21 @@ def write(conn: Connection, who: Who) -> None:
 
 
 def facts(conn: Connection, who: Who) -> SupporterView:
-    rows = FACTS.all(conn, {"supporter_id": who.supporter_id, "identity_id": who.id})
+    """The person's signatures and this identity's subscriptions, as FIND read them (read
+    again if their supporter has changed since)."""
+    rows = who.rows
+    if who.rows_for != who.supporter_id:
+        rows = [(kind, number, None, signed_at, None, None, name, slug, None, None, channel,
+                 postcode, country)
+                for kind, slug, number, signed_at, channel, name, postcode, country in FACTS.all(
+                    conn, {"supporter_id": who.supporter_id, "identity_id": who.id})]
     return SupporterView(
         opted_out=who.opted_out_at is not None,
         signatures=tuple(SignatureView(
-            petition=slug, number=number, signed_at=signed_at, channel=Channel(channel),
-            name=name, postcode=postcode or "", country=country or "")
-            for kind, slug, number, signed_at, channel, name, postcode, country in rows
-            if kind == "signed"),
-        subscribed=frozenset(row[1] for row in rows if row[0] == "subscribed"))
+            petition=row[7], number=row[1], signed_at=row[3], channel=Channel(row[10]),
+            name=row[6], postcode=row[11] or "", country=row[12] or "")
+            for row in rows if row[0] == "signed"),
+        subscribed=frozenset(row[7] for row in rows if row[0] == "subscribed"))
 
 
 def save_conversation(conn: Connection, who: Who, state: State, now: datetime) -> None:

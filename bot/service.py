@@ -44,6 +44,7 @@ from models import (
     Subscription,
     Voice,
 )
+from models.db import transaction
 from models.prepared import Prepared
 from models.sql import insert_ignore, insert_ignore_statement
 
@@ -93,6 +94,8 @@ NEW_SIGNATURE = Prepared(insert(signatures).values(
     consent_id=func.coalesce(bindparam("p_consent", type_=Integer), LATEST_SIGN_CONSENT),
     signed_at=bindparam("p_now")))
 
+KEPT_CONNECTIONS = 4     # idle connections kept for inbound messages, at most
+KEEP_CONNECTION = 300.0  # seconds before one goes back to the pool
 COUNTS_TTL = 1.0  # seconds a process may show a count before re-reading it
 LAST_INBOUND_PRECISION = timedelta(minutes=1)
 
@@ -159,6 +162,7 @@ class Service:
         self._voices: tuple[float, dict[str, tuple[tuple[str, str], ...]]] = (0.0, {})
         self._counts: tuple[float, dict[str, int]] = (0.0, {})
         self._petition_ids: dict[str, int] = {}
+        self._idle: list[tuple[Connection, float]] = []  # see _take_connection
         org = config.organisation
         self.common: dict[str, object] = {
             "organisation": org.name, "short_name": org.short_name, "contact": org.contact,
@@ -171,6 +175,28 @@ class Service:
         """The sessions' engine: inbound messages run on a Connection, without the ORM."""
         engine: Engine = self.sessions.kw["bind"]
         return engine
+
+    def _take_connection(self) -> tuple[Connection, float]:
+        """A Connection for one inbound message, with when it was first taken from the pool.
+        Connections are kept between messages (taking one from the pool and giving it back
+        cost a tenth of a message's time), up to KEPT_CONNECTIONS idle, and handed back
+        after KEEP_CONNECTION seconds, so the pool's own recycling still applies."""
+        while self._idle:
+            try:
+                conn, since = self._idle.pop()
+            except IndexError:  # another thread took the last one
+                break
+            if conn.engine is self.engine and not conn.closed and not conn.invalidated and (
+                    time.monotonic() - since < KEEP_CONNECTION):
+                return conn, since
+            conn.close()
+        return self.engine.connect(), time.monotonic()
+
+    def _return_connection(self, conn: Connection, since: float) -> None:
+        if len(self._idle) < KEPT_CONNECTIONS and not conn.invalidated:
+            self._idle.append((conn, since))
+        else:
+            conn.close()
 
     def share_link(self, slug: str, number: int) -> str:
         """A signer's own Telegram link: whoever signs through it is credited to them."""
@@ -216,12 +242,15 @@ class Service:
         """Handle one inbound message in one transaction; return the replies to send."""
         started = time.perf_counter()
         channel = msg.channel.value
+        conn, since = self._take_connection()
         try:
-            with self.engine.begin() as conn:
+            with transaction(conn):
                 handled = self._receive(conn, msg)
         except Exception:
             metrics.observe_inbound(channel, "error", time.perf_counter() - started)
             raise
+        finally:
+            self._return_connection(conn, since)
         if handled.count is not None:  # committed: show the new count from now on
             read_at, counts = self._counts
             self._counts = (read_at, {**counts, handled.count[0]: handled.count[1]})

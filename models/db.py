@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 try:
@@ -133,6 +135,20 @@ def _sqlite_checkin(_dbapi_connection: Any, record: Any) -> None:
     writer = record.info.pop("writer", None)
     if writer is not None:
         writer.release()
+
+
+@contextlib.contextmanager
+def transaction(connection: Connection) -> Iterator[Connection]:
+    """`connection.begin()` for a Connection kept between transactions: on SQLite the writer
+    lock is let go as soon as the transaction ends, not when the connection goes back to
+    the pool (which a kept connection does not)."""
+    try:
+        with connection.begin():
+            yield connection
+    finally:
+        writer = connection.info.pop("writer", None) if not connection.closed else None
+        if writer is not None:
+            writer.release()
 
 
 def make_sessions(engine: Engine) -> sessionmaker[Session]:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
-from flask import Blueprint, Response, abort, request
+from flask import Blueprint, Response, abort, current_app, request
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 from werkzeug.datastructures import MultiDict
@@ -83,8 +83,13 @@ def authenticated_form() -> MultiDict[str, str]:
     settings = runtime().settings
     if not settings.twilio_enabled:
         abort(403, "Twilio is not configured")
-    try:  # the body is at most MAX_CONTENT_LENGTH (413 beyond)
-        pairs = parse_qsl(request.get_data(cache=False, as_text=True), keep_blank_values=True,
+    length = request.content_length
+    if length is not None and length <= (current_app.config["MAX_CONTENT_LENGTH"] or 0):
+        body = request.environ["wsgi.input"].read(length)  # what werkzeug would, directly
+    else:
+        body = request.get_data(cache=False)  # 413 beyond MAX_CONTENT_LENGTH
+    try:
+        pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True,
                           max_num_fields=MAX_FIELDS)
     except ValueError:
         abort(400, "too many form fields")
