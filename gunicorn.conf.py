@@ -8,7 +8,7 @@ Everything is chosen from the environment, so one file serves every deployment:
     HOST              address to bind (default 127.0.0.1: put a TLS-terminating proxy in
                       front; set HOST=0.0.0.0 in a container whose port the platform maps)
     WEB_CONCURRENCY   worker processes (default: by database, see below)
-    WEB_THREADS       threads per worker (default: by database, see below)
+    WEB_THREADS       threads per worker (default 4)
     DATABASE_URL      read here only for its scheme (sqlite or postgresql)
     LOG_FORMAT        text (default) or json: gunicorn's lines and the app's, alike
     PROMETHEUS_MULTIPROC_DIR  metrics shared by all workers (and the worker and poller)
@@ -59,16 +59,18 @@ bind = [f"{os.environ.get('HOST', '').strip() or '127.0.0.1'}:"
 #   its time waiting on database round trips, so a few threads per process keep the CPU
 #   busy; the database serialises what must be (row locks per supporter, the counter row).
 #   Connections: workers x threads stays far below PostgreSQL's max_connections (100).
-# * SQLite: one single-threaded process per core. Every inbound message writes, and SQLite
-#   has one writer at a time, so a transaction must never wait for the CPU while holding
-#   the write lock. With several threads in a process it does: between two statements the
-#   writer waits for the GIL while another thread parses a request (bench/inbound.py
-#   measured a third less throughput with 4 threads than with 1). Processes instead run
-#   their Python in parallel, and queue for the write lock on models.db.WriterLock.
-#   Without REDIS_URL each process keeps its own reply budget (README: abuse protection).
-workers = _positive_int("WEB_CONCURRENCY", _cores() if _sqlite else 2 * _cores() + 1)
+# * SQLite: one process of 4 threads. Every inbound message writes and SQLite has one
+#   writer at a time, so more processes add little; one process also keeps the reply budget
+#   and the console's login throttle exact without Redis. Its threads queue for the write
+#   lock on models.db.WriterLock. A writer must not wait long for the CPU while it holds
+#   that lock, and between two statements it waits for the GIL while another thread runs
+#   Python: post_worker_init shortens that wait (bench/inbound.py: +20% throughput).
+#   WEB_CONCURRENCY=<cores> WEB_THREADS=1 uses every core (processes queue for the lock
+#   on its lock file) but then needs REDIS_URL to share the budget and the throttle.
+workers = _positive_int("WEB_CONCURRENCY", 1 if _sqlite else 2 * _cores() + 1)
 worker_class = "gthread"
-threads = _positive_int("WEB_THREADS", 1 if _sqlite else 4)
+threads = _positive_int("WEB_THREADS", 4)
+SQLITE_SWITCH_INTERVAL = 0.0005  # seconds (Python's default is 0.005)
 
 # A request that takes more than 30 s is stuck (Twilio itself gives up after 15 s).
 timeout = 30
@@ -134,3 +136,13 @@ def child_exit(server: object, worker: object) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined,no-untyped-call]
+
+
+def post_worker_init(worker: object) -> None:
+    """SQLite: a thread that wants the GIL asks the running one to let go after 0.5 ms
+    instead of 5 ms, so the thread holding the database's write lock gets back to it
+    sooner (see the process and thread counts above)."""
+    if _sqlite:
+        import sys
+
+        sys.setswitchinterval(SQLITE_SWITCH_INTERVAL)

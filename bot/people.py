@@ -165,6 +165,12 @@ def lock(conn: Connection, channel: Channel, address: str) -> int | None:
     return locked
 
 
+def holds(conn: Connection, who: Who, locked: int | None) -> bool:
+    """Whether this transaction already serialises `who`'s messages: on SQLite always (the
+    writer lock), on PostgreSQL when the supporter locked is theirs."""
+    return not is_postgres(conn) or (locked is not None and locked == who.supporter_id)
+
+
 def find(conn: Connection, channel: Channel, address: str) -> Who | None:
     rows = FIND.all(conn, {"channel": channel.value, "address": address})
     found = next((row for row in rows if row[0] == "who"), None)

@@ -13,7 +13,6 @@ from typing import Any, cast
 from sqlalchemy import (
     Connection,
     Engine,
-    Integer,
     Table,
     bindparam,
     delete,
@@ -44,6 +43,7 @@ from models import (
     Subscription,
     Voice,
 )
+from models.base import BigId
 from models.db import transaction
 from models.prepared import Prepared
 from models.sql import insert_ignore, insert_ignore_statement
@@ -91,7 +91,7 @@ NEW_SIGNATURE = Prepared(insert(signatures).values(
     postcode_area=bindparam("p_postcode_area"), country=bindparam("p_country"),
     nation=bindparam("p_nation"), channel=bindparam("p_channel"),
     referral=bindparam("p_referral"),
-    consent_id=func.coalesce(bindparam("p_consent", type_=Integer), LATEST_SIGN_CONSENT),
+    consent_id=func.coalesce(bindparam("p_consent", type_=BigId), LATEST_SIGN_CONSENT),
     signed_at=bindparam("p_now")))
 
 KEPT_CONNECTIONS = 4     # idle connections kept for inbound messages, at most
@@ -198,6 +198,14 @@ class Service:
         else:
             conn.close()
 
+    def _drop_idle(self) -> None:
+        while self._idle:
+            try:
+                conn, _ = self._idle.pop()
+            except IndexError:
+                return
+            conn.close()
+
     def share_link(self, slug: str, number: int) -> str:
         """A signer's own Telegram link: whoever signs through it is credited to them."""
         code = self.config.petition(slug).code
@@ -242,15 +250,18 @@ class Service:
         """Handle one inbound message in one transaction; return the replies to send."""
         started = time.perf_counter()
         channel = msg.channel.value
-        conn, since = self._take_connection()
         try:
-            with transaction(conn):
-                handled = self._receive(conn, msg)
-        except Exception:
+            conn, since = self._take_connection()
+            try:
+                with transaction(conn):
+                    handled = self._receive(conn, msg)
+            finally:
+                self._return_connection(conn, since)
+        except Exception as error:
+            if getattr(error, "connection_invalidated", False):
+                self._drop_idle()  # the database went away: the kept ones are stale too
             metrics.observe_inbound(channel, "error", time.perf_counter() - started)
             raise
-        finally:
-            self._return_connection(conn, since)
         if handled.count is not None:  # committed: show the new count from now on
             read_at, counts = self._counts
             self._counts = (read_at, {**counts, handled.count[0]: handled.count[1]})
@@ -272,16 +283,21 @@ class Service:
         # The message's key before anything is written: a replay, even one that waited here
         # for its first copy, must touch nothing (creating the sender would bring back a
         # person DELETE erased).
+        # It names the sender at once if they are already settled (on PostgreSQL: the person
+        # locked is the one found), else once they are: its foreign key share-locks the
+        # identity, which must not happen before their supporter row is locked.
+        settled = who is not None and people.holds(conn, who, locked)
         inbound_id = NEW_INBOUND.scalar(conn, {
             "p_channel": msg.channel.value, "p_provider_id": msg.provider_id,
-            "p_identity_id": who.id if who else None, "p_body": msg.text[:1600],
-            "p_received_at": now})
+            "p_identity_id": who.id if who is not None and settled else None,
+            "p_body": msg.text[:1600], "p_received_at": now})
         if inbound_id is None:  # a replay: the first copy had the effect
             return Handled((), duplicate=True)
         if who is None:
             who = people.create(conn, msg.channel, msg.address, msg.phone, now)
-            SET_INBOUND_IDENTITY.run(conn, {"p_id": inbound_id, "p_identity": who.id})
         who = people.settle(conn, who, locked, msg.channel, msg.address, msg.phone, now)
+        if not settled:
+            SET_INBOUND_IDENTITY.run(conn, {"p_id": inbound_id, "p_identity": who.id})
         if msg.contact == "own" and msg.phone and msg.channel == Channel.TELEGRAM:
             people.link_phone(conn, who, msg.phone, now)
         inbound = Inbound(msg.channel, msg.text, msg.provider_id, msg.opt_out, msg.contact)

@@ -146,9 +146,11 @@ def transaction(connection: Connection) -> Iterator[Connection]:
         with connection.begin():
             yield connection
     finally:
-        writer = connection.info.pop("writer", None) if not connection.closed else None
-        if writer is not None:
-            writer.release()
+        # An invalidated connection has already gone back to the pool (its checkin let go).
+        if not (connection.closed or connection.invalidated):
+            writer = connection.info.pop("writer", None)
+            if writer is not None:
+                writer.release()
 
 
 def make_sessions(engine: Engine) -> sessionmaker[Session]:

@@ -31,9 +31,9 @@ class _Compiled:
 
     def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
         compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
-        if getattr(compiled, "_post_compile_expanded_state", None) is not None or (
-                getattr(compiled, "literal_execute_params", None)):
-            raise ValueError("Prepared cannot run statements with expanding parameters")
+        if compiled.post_compile_params or compiled.literal_execute_params or (
+                "__[POSTCOMPILE_" in compiled.string):
+            raise ValueError("Prepared cannot run statements with expanding parameters (IN)")
         self.sql = compiled.string
         self.positional = compiled.positional
         # In the order the driver wants them: a name used twice is passed twice (qmark).
@@ -89,17 +89,23 @@ class Prepared:
 
     def _run(self, conn: Connection, params: Mapping[str, Any],
              fetch: bool) -> tuple[list[tuple[Any, ...]], int]:
+        if not conn.in_transaction():  # SQLite's BEGIN IMMEDIATE and writer lock come with it
+            raise RuntimeError("Prepared statements run inside a transaction (conn.begin())")
         dialect = conn.dialect
         compiled = self._for(dialect)
+        parameters = compiled.parameters(params)
         fairy = conn.connection  # the pooled DBAPI connection, inside conn's transaction
         cursor = fairy.cursor()
         try:
-            cursor.execute(compiled.sql, compiled.parameters(params))
+            cursor.execute(compiled.sql, parameters)
             rows = [compiled.row(r) for r in cursor.fetchall()] if fetch else []
             return rows, cursor.rowcount
         except dialect.loaded_dbapi.Error as error:
             lost = dialect.is_disconnect(error, fairy.dbapi_connection, cursor)
             if lost:
+                # As Connection.execute does: the database went away, so every connection
+                # made before now is stale; the pool replaces them as they are taken.
+                conn.engine.pool._invalidate(fairy, error, _checkin=False)
                 conn.invalidate(error)
             raise DBAPIError.instance(compiled.sql, None, error, dialect.loaded_dbapi.Error,
                                       hide_parameters=True, connection_invalidated=lost,

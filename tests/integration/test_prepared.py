@@ -55,7 +55,7 @@ def _person(engine: Engine) -> int:
 
 def test_rows_come_back_as_connection_execute_gives_them(engine: Engine) -> None:
     identity = _person(engine)
-    with engine.connect() as conn:
+    with engine.begin() as conn:
         prepared = CONVERSATION.first(conn, {"p_identity": identity})
         expected = conn.execute(CONVERSATION.statement,  # type: ignore[arg-type]
                                 {"p_identity": identity}).first()
@@ -86,5 +86,13 @@ def test_driver_errors_are_sqlalchemy_errors_and_roll_back(engine: Engine) -> No
     with engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(supporters)) == 1  # rolled back
     gone = Prepared(select(text("x")).select_from(text("no_such_table")))
-    with pytest.raises((OperationalError, ProgrammingError)), engine.connect() as conn:
+    with pytest.raises((OperationalError, ProgrammingError)), engine.begin() as conn:
         gone.all(conn, {})
+
+
+def test_only_inside_a_transaction_and_without_expanding_in(engine: Engine) -> None:
+    with engine.connect() as conn, pytest.raises(RuntimeError):
+        TWICE.scalar(conn, {"p_id": 1})  # no BEGIN (IMMEDIATE), no SQLite writer lock
+    some = Prepared(select(supporters.c.id).where(supporters.c.id.in_([1, 2])))
+    with engine.begin() as conn, pytest.raises(ValueError):
+        some.all(conn, {})
