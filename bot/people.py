@@ -27,6 +27,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from bot.conversation import Channel, SignatureView, State, Step, SupporterView
@@ -42,9 +43,10 @@ from models import (
     Supporter,
     Voice,
 )
+from models.base import BigId
 from models.db import is_postgres
 from models.prepared import Prepared
-from models.sql import insert_ignore
+from models.sql import insert_ignore, insert_ignore_statement
 
 identities = cast(Table, Identity.__table__)
 supporters = cast(Table, Supporter.__table__)
@@ -52,13 +54,14 @@ conversations = cast(Table, Conversation.__table__)
 signatures = cast(Table, Signature.__table__)
 subscriptions = cast(Table, Subscription.__table__)
 petitions = cast(Table, Petition.__table__)
+inbound_messages = cast(Table, InboundMessage.__table__)
 
 _IDENTITY = (identities.c.channel == bindparam("channel"),
              identities.c.address == bindparam("address"))
 # The sender and what the core needs to know about them, in one statement: one "who" row
 # (identity, phone, conversation), then a row per signature of theirs (on any channel) and
 # per subscription of this identity. Each column holds one type in every kind of row.
-FIND = Prepared(union_all(
+_FIND_PARTS = (
     select(literal("who").label("kind"), identities.c.id, identities.c.supporter_id,
            identities.c.opted_out_at, identities.c.unreachable_at, identities.c.last_inbound_at,
            supporters.c.phone, conversations.c.step, conversations.c.data,
@@ -77,7 +80,31 @@ FIND = Prepared(union_all(
            petitions.c.slug, null(), null(), null(), null(), null())
     .join_from(subscriptions, petitions, petitions.c.id == subscriptions.c.petition_id)
     .where(subscriptions.c.identity_id == select(identities.c.id)
-           .where(*_IDENTITY).scalar_subquery())))
+           .where(*_IDENTITY).scalar_subquery()))
+FIND = Prepared(union_all(*_FIND_PARTS))
+
+
+def _find_and_record(dialect: str) -> Any:
+    """PostgreSQL: FIND, and the message's inbound row inserted in the same statement (a
+    data-modifying WITH), naming the sender only if the supporter locked is theirs. An
+    "inbound" row gives the new row's id, or NULL for a replay."""
+    recorded = (postgresql.insert(inbound_messages)
+                .values(channel=bindparam("p_channel"), provider_id=bindparam("p_provider_id"),
+                        identity_id=select(identities.c.id).where(
+                            *_IDENTITY, identities.c.supporter_id == bindparam(
+                                "p_locked", type_=BigId)).scalar_subquery(),
+                        body=bindparam("p_body"), received_at=bindparam("p_received_at"))
+                .on_conflict_do_nothing(index_elements=["channel", "provider_id"])
+                .returning(inbound_messages.c.id).cte("recorded"))
+    return union_all(*_FIND_PARTS, select(
+        literal("inbound"), select(recorded.c.id).scalar_subquery(), *[null()] * 11))
+
+
+FIND_AND_RECORD = Prepared(_find_and_record)
+NEW_INBOUND = Prepared(lambda dialect: insert_ignore_statement(
+    dialect, inbound_messages, ("channel", "provider_id", "identity_id", "body", "received_at"),
+    ("channel", "provider_id"), inbound_messages.c.id))
+
 LOCK_PERSON = Prepared(select(supporters.c.id)
                .where(supporters.c.id == select(identities.c.supporter_id)
                       .where(identities.c.channel == bindparam("channel"),
@@ -165,6 +192,27 @@ def lock(conn: Connection, channel: Channel, address: str) -> int | None:
     return locked
 
 
+def find_and_record(conn: Connection, channel: Channel, address: str, locked: int | None,
+                    body: str, provider_id: str,
+                    now: datetime) -> tuple[Who | None, int | None, bool]:
+    """The sender (as `find`), and the message's inbound row: its id, or None for a replay
+    (whose first copy had the effect), and whether it already names the sender. It names
+    them at once only if they are settled (on PostgreSQL: the supporter locked is theirs),
+    as its foreign key share-locks the identity, which must not come before that lock."""
+    params = {"channel": channel.value, "address": address, "p_channel": channel.value,
+              "p_provider_id": provider_id, "p_body": body, "p_received_at": now}
+    if is_postgres(conn):  # one round trip
+        rows = FIND_AND_RECORD.all(conn, {**params, "p_locked": locked})
+        inbound_id = next(row[1] for row in rows if row[0] == "inbound")
+        who = _who(rows)
+        return who, inbound_id, who is not None and holds(conn, who, locked)
+    who = find(conn, channel, address)
+    settled = who is not None and holds(conn, who, locked)
+    inbound_id = NEW_INBOUND.scalar(conn, {
+        **params, "p_identity_id": who.id if who is not None and settled else None})
+    return who, inbound_id, settled
+
+
 def holds(conn: Connection, who: Who, locked: int | None) -> bool:
     """Whether this transaction already serialises `who`'s messages: on SQLite always (the
     writer lock), on PostgreSQL when the supporter locked is theirs."""
@@ -172,12 +220,15 @@ def holds(conn: Connection, who: Who, locked: int | None) -> bool:
 
 
 def find(conn: Connection, channel: Channel, address: str) -> Who | None:
-    rows = FIND.all(conn, {"channel": channel.value, "address": address})
+    return _who(FIND.all(conn, {"channel": channel.value, "address": address}))
+
+
+def _who(rows: list[tuple[Any, ...]]) -> Who | None:
     found = next((row for row in rows if row[0] == "who"), None)
     if found is None:
         return None
     who = Who(*found[1:10])
-    who.rows = [row for row in rows if row[0] != "who"]
+    who.rows = [row for row in rows if row[0] in ("signed", "subscribed")]
     who.rows_for = who.supporter_id
     return who
 

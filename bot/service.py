@@ -58,9 +58,6 @@ consent_records = cast(Table, ConsentRecord.__table__)
 subscriptions = cast(Table, Subscription.__table__)
 
 # Built once: every inbound message runs some of these.
-NEW_INBOUND = Prepared(lambda dialect: insert_ignore_statement(
-    dialect, inbound_messages, ("channel", "provider_id", "identity_id", "body", "received_at"),
-    ("channel", "provider_id"), inbound_messages.c.id))
 SET_INBOUND_IDENTITY = Prepared(update(inbound_messages)
                                 .where(inbound_messages.c.id == bindparam("p_id"))
                                 .values(identity_id=bindparam("p_identity")))
@@ -279,18 +276,11 @@ class Service:
     def _receive(self, conn: Connection, msg: Received) -> Handled:
         now = self.clock()
         locked = people.lock(conn, msg.channel, msg.address)
-        who = people.find(conn, msg.channel, msg.address)
         # The message's key before anything is written: a replay, even one that waited here
         # for its first copy, must touch nothing (creating the sender would bring back a
         # person DELETE erased).
-        # It names the sender at once if they are already settled (on PostgreSQL: the person
-        # locked is the one found), else once they are: its foreign key share-locks the
-        # identity, which must not happen before their supporter row is locked.
-        settled = who is not None and people.holds(conn, who, locked)
-        inbound_id = NEW_INBOUND.scalar(conn, {
-            "p_channel": msg.channel.value, "p_provider_id": msg.provider_id,
-            "p_identity_id": who.id if who is not None and settled else None,
-            "p_body": msg.text[:1600], "p_received_at": now})
+        who, inbound_id, settled = people.find_and_record(
+            conn, msg.channel, msg.address, locked, msg.text[:1600], msg.provider_id, now)
         if inbound_id is None:  # a replay: the first copy had the effect
             return Handled((), duplicate=True)
         if who is None:
