@@ -118,18 +118,6 @@ SUPPORTER_BY_PHONE = Prepared(select(supporters.c.id)
                               .where(supporters.c.phone == bindparam("phone")))
 NEW_SUPPORTER = Prepared(insert(supporters).values(created_at=bindparam("p_now"))
                          .returning(supporters.c.id))
-# The same facts, for a sender whose supporter changed after FIND (a first message linking
-# them to a number that signed elsewhere, a Telegram contact shared).
-FACTS = Prepared(union_all(
-    select(literal("signed").label("kind"), petitions.c.slug, signatures.c.number,
-           signatures.c.signed_at, signatures.c.channel, signatures.c.name,
-           signatures.c.postcode, signatures.c.country)
-    .join_from(signatures, petitions, petitions.c.id == signatures.c.petition_id)
-    .where(signatures.c.supporter_id == bindparam("supporter_id")),
-    select(literal("subscribed"), petitions.c.slug, null(), null(), null(), null(), null(),
-           null())
-    .join_from(subscriptions, petitions, petitions.c.id == subscriptions.c.petition_id)
-    .where(subscriptions.c.identity_id == bindparam("identity_id"))))
 NEW_CONVERSATION = Prepared(insert(conversations).values(
     identity_id=bindparam("p_identity"), step=bindparam("p_step"), data=bindparam("p_data"),
     version=1, updated_at=bindparam("p_now")))
@@ -301,22 +289,16 @@ def write(conn: Connection, who: Who) -> None:
         who.read.update(changed)
 
 
-def facts(conn: Connection, who: Who) -> SupporterView:
-    """The person's signatures and this identity's subscriptions, as FIND read them (read
-    again if their supporter has changed since)."""
-    rows = who.rows
-    if who.rows_for != who.supporter_id:
-        rows = [(kind, number, None, signed_at, None, None, name, slug, None, None, channel,
-                 postcode, country)
-                for kind, slug, number, signed_at, channel, name, postcode, country in FACTS.all(
-                    conn, {"supporter_id": who.supporter_id, "identity_id": who.id})]
+def facts(who: Who) -> SupporterView:
+    """The person's signatures and this identity's subscriptions, as FIND read them (for
+    the supporter `who.rows_for`: find them again if it has changed since)."""
     return SupporterView(
         opted_out=who.opted_out_at is not None,
         signatures=tuple(SignatureView(
             petition=row[7], number=row[1], signed_at=row[3], channel=Channel(row[10]),
             name=row[6], postcode=row[11] or "", country=row[12] or "")
-            for row in rows if row[0] == "signed"),
-        subscribed=frozenset(row[7] for row in rows if row[0] == "subscribed"))
+            for row in who.rows if row[0] == "signed"),
+        subscribed=frozenset(row[7] for row in who.rows if row[0] == "subscribed"))
 
 
 def save_conversation(conn: Connection, who: Who, state: State, now: datetime) -> None:

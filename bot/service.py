@@ -290,9 +290,11 @@ class Service:
             SET_INBOUND_IDENTITY.run(conn, {"p_id": inbound_id, "p_identity": who.id})
         if msg.contact == "own" and msg.phone and msg.channel == Channel.TELEGRAM:
             people.link_phone(conn, who, msg.phone, now)
+        if who.rows_for != who.supporter_id:  # linked to a supporter since FIND (written)
+            who = people.find(conn, msg.channel, msg.address) or who
         inbound = Inbound(msg.channel, msg.text, msg.provider_id, msg.opt_out, msg.contact)
         state = who.state
-        facts = people.facts(conn, who)
+        facts = people.facts(who)
         offer_link = msg.channel == Channel.TELEGRAM and who.supporter_id is not None and (
             not who.phone)
         ctx = core.Context(self.catalogue.views(self.counts(conn), self.voices(conn),
