@@ -3,9 +3,11 @@ transaction per inbound message; nothing is sent from here, replies are returned
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -21,6 +23,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import conversation as core
@@ -44,7 +47,7 @@ from models import (
     Voice,
 )
 from models.base import BigId
-from models.db import transaction
+from models.db import LOCK_TIMEOUT, transaction
 from models.prepared import Prepared
 from models.sql import insert_ignore, insert_ignore_statement
 
@@ -160,6 +163,7 @@ class Service:
         self._counts: tuple[float, dict[str, int]] = (0.0, {})
         self._petition_ids: dict[str, int] = {}
         self._idle: list[tuple[Connection, float]] = []  # see _take_connection
+        self._one_at_a_time = threading.Lock()  # see _turn
         org = config.organisation
         self.common: dict[str, object] = {
             "organisation": org.name, "short_name": org.short_name, "contact": org.contact,
@@ -172,6 +176,23 @@ class Service:
         """The sessions' engine: inbound messages run on a Connection, without the ORM."""
         engine: Engine = self.sessions.kw["bind"]
         return engine
+
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
+        """SQLite: this process's inbound messages one at a time, each on the connection the
+        last one used. They would queue for the write lock anyway; queued before taking a
+        connection, one connection does every write, so its page cache stays valid (SQLite
+        empties a connection's cache whenever another connection has written), and the
+        threads waiting sleep instead of taking the GIL from the one writing."""
+        if self.engine.dialect.name != "sqlite":
+            yield
+            return
+        if not self._one_at_a_time.acquire(timeout=LOCK_TIMEOUT):
+            raise OperationalError("BEGIN IMMEDIATE", None, TimeoutError("database is busy"))
+        try:
+            yield
+        finally:
+            self._one_at_a_time.release()
 
     def _take_connection(self) -> tuple[Connection, float]:
         """A Connection for one inbound message, with when it was first taken from the pool.
@@ -248,12 +269,13 @@ class Service:
         started = time.perf_counter()
         channel = msg.channel.value
         try:
-            conn, since = self._take_connection()
-            try:
-                with transaction(conn):
-                    handled = self._receive(conn, msg)
-            finally:
-                self._return_connection(conn, since)
+            with self._turn():
+                conn, since = self._take_connection()
+                try:
+                    with transaction(conn):
+                        handled = self._receive(conn, msg)
+                finally:
+                    self._return_connection(conn, since)
         except Exception as error:
             if getattr(error, "connection_invalidated", False):
                 self._drop_idle()  # the database went away: the kept ones are stale too

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+import pytest
 from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -210,3 +211,19 @@ def test_amira_writes_by_sms_while_her_whatsapp_delete_goes_through(
             assert session.scalar(select(func.count()).select_from(ConsentRecord).where(
                 ConsentRecord.supporter_id == supporter_id)) == 0
     conversations_are_valid(sessions)
+
+
+def test_on_sqlite_a_process_writes_its_messages_on_one_connection(
+        service: Service, sessions: sessionmaker[Session]) -> None:
+    """SQLite empties a connection's page cache whenever another one has written: a
+    process's messages take turns, on the connection the last one used."""
+    if service.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL runs a process's messages side by side")
+    people = [f"+4477009002{i:02d}" for i in range(12)]
+    handled = together([lambda phone=phone: service.receive(
+        Received(Channel.SMS, phone, "Hi", new_sid(), phone=phone)) for phone in people])
+
+    assert all(h.replies for h in handled)
+    assert len(service._idle) == 1  # one connection did every write
+    assert service.engine.pool.checkedout() == 1  # that one, kept for the next message
+    assert count(sessions, Identity) == 12
