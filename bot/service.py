@@ -47,7 +47,7 @@ from models import (
     Voice,
 )
 from models.base import BigId
-from models.db import LOCK_TIMEOUT, transaction
+from models.db import LOCK_TIMEOUT, lock_deadline, transaction
 from models.prepared import Prepared
 from models.sql import insert_ignore, insert_ignore_statement
 
@@ -187,11 +187,15 @@ class Service:
         if self.engine.dialect.name != "sqlite":
             yield
             return
+        deadline = time.monotonic() + LOCK_TIMEOUT  # for the turn and the write lock, both
         if not self._one_at_a_time.acquire(timeout=LOCK_TIMEOUT):
-            raise OperationalError("BEGIN IMMEDIATE", None, TimeoutError("database is busy"))
+            raise OperationalError("inbound message", None, TimeoutError(
+                "this process's earlier messages took too long"))
+        token = lock_deadline.set(deadline)
         try:
             yield
         finally:
+            lock_deadline.reset(token)
             self._one_at_a_time.release()
 
     def _take_connection(self) -> tuple[Connection, float]:

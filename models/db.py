@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import sqlite3
 import threading
@@ -21,6 +22,10 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 LOCK_TIMEOUT = 30.0
+# When a caller has already queued for its turn (bot.service's inbound messages), the time
+# by which it must have the write lock too: one wait of LOCK_TIMEOUT in all, not two.
+lock_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "petitionbot_lock_deadline", default=None)
 POLL_CAP = 0.001  # seconds: the longest a writer sleeps before looking again
 
 
@@ -122,7 +127,9 @@ def _sqlite_begin(connection: Any, writer: WriterLock) -> None:
     # first, because SQLite's own busy handler waits by sleeping; the lock is held until
     # the connection is back in the pool, after its COMMIT or ROLLBACK.
     if "writer" not in connection.info:
-        if not writer.acquire():
+        deadline = lock_deadline.get()
+        if not writer.acquire(LOCK_TIMEOUT if deadline is None else
+                              max(0.0, deadline - time.monotonic())):
             raise OperationalError("BEGIN IMMEDIATE", None, TimeoutError("database is busy"))
         connection.info["writer"] = writer
     try:  # on the driver's connection: this runs for every transaction

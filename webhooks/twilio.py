@@ -79,7 +79,7 @@ def authenticated_form() -> MultiDict[str, str]:
     """The request's form, once X-Twilio-Signature proves Twilio sent it to our public URL
     (400 if it is not a form, 403 if the signature does not match)."""
     environ = request.environ
-    if environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower() != FORM:
+    if environ.get("CONTENT_TYPE", "").partition(";")[0].strip(" \t").lower() != FORM:
         abort(400, "expected a form-encoded Twilio request")
     settings = runtime().settings
     if not settings.twilio_enabled:
@@ -97,6 +97,8 @@ def authenticated_form() -> MultiDict[str, str]:
     if request.query_string:
         url += "?" + request.query_string.decode("latin-1")
     signature = environ.get("HTTP_X_TWILIO_SIGNATURE", "")
+    if not signature.isascii():  # base64 never is anything else (and compare_digest raises)
+        abort(403, "invalid Twilio signature")
     form = MultiDict(pairs)
     if signature and hmac.compare_digest(twilio_signature(settings.twilio_auth_token, url,
                                                           pairs), signature):

@@ -17,6 +17,7 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot import service as service_module
 from bot.conversation import Channel, Step
 from bot.people import Who
 from bot.service import Received, Service
@@ -31,6 +32,7 @@ from models import (
     Subscription,
     Supporter,
 )
+from models.db import LOCK_TIMEOUT, WriterLock
 from tests.integration.twilio_helpers import (
     Texter,
     new_sid,
@@ -227,3 +229,39 @@ def test_on_sqlite_a_process_writes_its_messages_on_one_connection(
     assert len(service._idle) == 1  # one connection did every write
     assert service.engine.pool.checkedout() == 1  # that one, kept for the next message
     assert count(sessions, Identity) == 12
+
+
+def test_on_sqlite_a_message_that_waits_too_long_for_its_turn_is_refused_unchanged(
+        app: Flask, sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 503 (the provider retries) that wrote nothing; the next message goes through."""
+    rt = app.extensions["petitionbot"]
+    if rt.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL runs a process's messages side by side")
+    monkeypatch.setattr(service_module, "LOCK_TIMEOUT", 0.2)
+    amira = Texter(app.test_client(), AMIRA)
+    with rt.service._one_at_a_time:  # a message before hers that does not finish
+        assert post(app.test_client(), amira.payload("Hi")).status_code == 503
+    assert count(sessions, InboundMessage) == 0
+    assert count(sessions, Identity) == 0
+    assert replies(post(app.test_client(), amira.payload("Hi")))
+
+
+def test_on_sqlite_the_turn_and_the_write_lock_share_one_timeout(
+        service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Queued for its turn, a message gives the write lock only what is left of the wait."""
+    if service.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL has no write lock")
+    given: list[float] = []
+    acquire = WriterLock.acquire
+
+    def recording(self: WriterLock, timeout: float = LOCK_TIMEOUT) -> bool:
+        given.append(timeout)
+        return acquire(self, timeout)
+
+    monkeypatch.setattr(WriterLock, "acquire", recording)
+    monkeypatch.setattr(service_module, "LOCK_TIMEOUT", 5.0)
+    service.receive(Received(Channel.SMS, AMIRA, "Hi", new_sid(), phone=AMIRA))
+    assert given and all(0 <= t <= 5.0 for t in given)
+    with service.sessions.begin() as session:  # any other writer waits the whole time
+        session.execute(select(func.count()).select_from(Identity))
+    assert given[-1] == LOCK_TIMEOUT

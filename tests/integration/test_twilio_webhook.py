@@ -167,7 +167,7 @@ def test_amira_signs_by_sms_then_whatsapp_is_told_she_already_signed(
 # Requests that are not Twilio's ----------------------------------------------------------
 
 @pytest.mark.parametrize("forgery", ["another token", "body changed after signing",
-                                     "signed for another URL"])
+                                     "signed for another URL", "not base64 at all"])
 def test_a_forged_request_is_refused_and_stores_nothing(
         client: FlaskClient, sessions: sessionmaker[Session], forgery: str) -> None:
     params = sms_payload(AMIRA, "YES")
@@ -175,6 +175,7 @@ def test_a_forged_request_is_refused_and_stores_nothing(
         "another token": sign(params, token="not-our-token"),
         "body changed after signing": sign({**params, "Body": "NO"}),
         "signed for another URL": sign(params, url="http://127.0.0.1:5000" + PATH),
+        "not base64 at all": "\u00e9" * 28,  # a header is Latin-1 text: é, not an ASCII byte
     }[forgery]
     response = post(client, params, signature=signature)
     assert response.status_code == 403
