@@ -1,23 +1,28 @@
 """Inbound SMS benchmark (issue #2): simulated supporters sign over real HTTP.
 
-    .venv/bin/python bench/inbound.py            # about 3-4 minutes
-    .venv/bin/python bench/inbound.py --quick    # about 1 minute
+    .venv/bin/python bench/inbound.py            # about 6 minutes
+    .venv/bin/python bench/inbound.py --quick    # about 2 minutes
 
 For each database (SQLite, then PostgreSQL) it
 1. migrates a fresh database (SQLite: a file in a temporary folder; PostgreSQL: the `bench`
    database's public schema dropped and recreated),
 2. starts the production server exactly as recommended, `gunicorn -c gunicorn.conf.py
-   'webhooks:create_app()'`, on a free loopback port, and waits for /healthz,
+   'webhooks:create_app()'`, on a free loopback port, and beside it bench/bare_app.py (fixed
+   TwiML, no database) under the same gunicorn.conf.py and the same worker settings (same
+   DATABASE_URL), and waits for both to answer /healthz,
 3. runs a load generator in a separate process (aiohttp, keep-alive): simulated supporters,
    each sending the 7 messages of an SMS signing in order ("Hi", "SIGN", "YES", name,
    postcode, "YES", "NO") and waiting for each reply, every request signed like Twilio's
    (X-Twilio-Signature), all forms and signatures computed before the clock starts:
    (a) saturation: a fixed number of concurrent supporters (closed loop), after a warm-up;
    (b) half load: an open loop paced at 50% of the product's saturation rate,
-4. checks correctness: every supporter who sent all 7 messages signed exactly once, the
+   against the product, then the same (identical requests, half load at the product's
+   rate) against the bare endpoint,
+4. then --rounds - 1 more saturation rounds (default 3 in all), product then bare in turns:
+   this machine's speed drifts by tens of percent from minute to minute, so each round's
+   ratio compares two runs a few seconds apart, and the goal is judged on their median,
+5. checks correctness: every supporter who sent all 7 messages signed exactly once, the
    counters agree, one inbound row per message, no 5xx,
-5. does the same against bench/bare_app.py (fixed TwiML, no database) under the same
-   gunicorn.conf.py and the same worker settings (same DATABASE_URL), with identical requests,
 and prints one table. Goals (issue #2): product saturation throughput at least 0.50 of the
 bare endpoint's on SQLite and 0.30 on PostgreSQL; p99 under 100 ms at half load.
 
@@ -44,7 +49,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -697,66 +702,84 @@ def check_database(url: str, expected_supporters: int, messages_sent: int,
             "consent_records": consents}
 
 
-# One database: product, then bare ------------------------------------------------------------
+# One database: product and bare, in turns ---------------------------------------------------
 
 def run_database(kind: str, plan: Plan, args: argparse.Namespace, workdir: Path,
                  run_tag: int) -> dict[str, Any]:
+    """Both servers up side by side (the one not under load is idle), then rounds in turn:
+    the product, then the bare endpoint. The first round is the whole plan (saturation and
+    half load); later ones saturation only, so a machine whose speed drifts shows in every
+    round's ratio instead of in one of the two apps."""
     out: dict[str, Any] = {"db": kind}
     url = fresh_database(kind, workdir, args.pg_url, "bench")
     if args.redis_url:
         flush_redis(args.redis_url)
     limit = plan.warmup + plan.measure + plan.half + 3 * plan.drain + 120
 
-    # The product.
-    port = free_port()
+    # Same config file, same environment (so the same worker settings), the same requests.
+    port, bare_port = free_port(), free_port()
     env = server_env(url, port, str(workdir), args.redis_url)
+    bare_env = server_env(url, bare_port, str(workdir), args.redis_url)
     settings = effective_settings(PRODUCT_APP, env)
+    bare_settings = effective_settings(BARE_APP, bare_env)
+    if any(bare_settings.get(k) != settings.get(k) for k in ("workers", "threads",
+                                                              "worker_class")):
+        raise RuntimeError(f"bare app got other settings: {bare_settings} vs {settings}")
     out["settings"] = settings
     workers = int(settings.get("workers", "1"))
-    log_path = workdir / f"{kind}-product.log"
-    print(f"  {kind}: product  gunicorn {settings.get('worker_class')} "
-          f"{workers} worker(s) x {settings.get('threads')} thread(s) on 127.0.0.1:{port}",
-          flush=True)
-    with Server(PRODUCT_APP, env, log_path) as server:
+    print(f"  {kind}: gunicorn {settings.get('worker_class')} {workers} worker(s) x "
+          f"{settings.get('threads')} thread(s): product on 127.0.0.1:{port}, bare on "
+          f"127.0.0.1:{bare_port}; {args.rounds} round(s)", flush=True)
+    with Server(PRODUCT_APP, env, workdir / f"{kind}-product.log") as server, \
+            Server(BARE_APP, bare_env, workdir / f"{kind}-bare.log") as bare_server:
         boot = server.wait_healthy(plan.boot_timeout, workers)
-        assert server.process is not None
+        bare_server.wait_healthy(plan.boot_timeout, workers)
+        assert server.process is not None and bare_server.process is not None
         spec = {"url": f"http://127.0.0.1:{port}{WEBHOOK_PATH}",
                 "server_pid": server.process.pid, "plan": asdict(plan), "unique": True,
                 "first_supporter": 0, "run_tag": run_tag, "half_rate": None}
+        bare_spec = {**spec, "url": f"http://127.0.0.1:{bare_port}{WEBHOOK_PATH}",
+                     "server_pid": bare_server.process.pid, "unique": False}
         product = run_generator(spec, limit)
-        server_log = server.log()
+        sat, half = product["saturation"], product["half"]
+        print(f"  {kind}: round 1: product {sat['rate']:.0f} msgs/s saturated, half load "
+              f"{half['rate']:.0f} msgs/s p99 {half['p99_ms']:.1f} ms", flush=True)
+        # The bare endpoint's half load is paced at the product's half-load rate.
+        bare = run_generator({**bare_spec, "half_rate": half["target_rate"] or None}, limit)
+        rounds = [(sat["rate"], bare["saturation"]["rate"])]
+        print(f"  {kind}: round 1: bare    {rounds[0][1]:.0f} msgs/s saturated", flush=True)
+        used = product["supporters_used"]
+        product["extra"] = []
+        saturation_only = asdict(replace(plan, half=0))
+        for number in range(2, args.rounds + 1):
+            more = run_generator({**spec, "plan": saturation_only,
+                                  "first_supporter": used}, limit)
+            used += more["supporters_used"]
+            product["extra"].append(more["saturation"])
+            bare_more = run_generator({**bare_spec, "plan": saturation_only}, limit)
+            rounds.append((more["saturation"]["rate"], bare_more["saturation"]["rate"]))
+            print(f"  {kind}: round {number}: product {rounds[-1][0]:.0f}, bare "
+                  f"{rounds[-1][1]:.0f} msgs/s saturated", flush=True)
+        product_log, bare_log = server.log(), bare_server.log()
     product["boot_s"] = boot
-    product["log"] = log_findings(server_log)
-    out["product"] = product
-    sat, half = product["saturation"], product["half"]
-    completed = sat["supporters_completed"] + half["supporters_completed"]
-    sent = sum(sat["statuses"].values()) + sum(half["statuses"].values())
-    out["check"] = check_database(url, completed, sent, 0, product["supporters_used"])
-    out["check"]["abandoned"] = sat["supporters_abandoned"] + half["supporters_abandoned"]
-    print(f"  {kind}: product  {sat['rate']:.0f} msgs/s saturated, half load "
-          f"{half['rate']:.0f} msgs/s p99 {half['p99_ms']:.1f} ms; "
-          f"checks {'ok' if out['check']['ok'] else 'FAILED'}", flush=True)
-
-    # The bare endpoint: same config file, same environment (so the same worker settings),
-    # the same signed requests, half load at the product's half-load rate.
-    port = free_port()
-    env = server_env(url, port, str(workdir), args.redis_url)
-    bare_settings = effective_settings(BARE_APP, env)
-    same = all(bare_settings.get(k) == settings.get(k) for k in ("workers", "threads",
-                                                                  "worker_class"))
-    if not same:
-        raise RuntimeError(f"bare app got other settings: {bare_settings} vs {settings}")
-    with Server(BARE_APP, env, workdir / f"{kind}-bare.log") as server:
-        server.wait_healthy(plan.boot_timeout, workers)
-        assert server.process is not None
-        spec.update(url=f"http://127.0.0.1:{port}{WEBHOOK_PATH}",
-                    server_pid=server.process.pid, unique=False,
-                    half_rate=half["target_rate"] or None)
-        bare = run_generator(spec, limit)
-        bare["log"] = log_findings(server.log())
-    out["bare"] = bare
-    print(f"  {kind}: bare     {bare['saturation']['rate']:.0f} msgs/s saturated", flush=True)
+    product["log"] = log_findings(product_log)
+    bare["log"] = log_findings(bare_log)
+    out["product"], out["bare"], out["rounds"] = product, bare, rounds
+    phases = (sat, half, *product["extra"])
+    completed = sum(p["supporters_completed"] for p in phases)
+    sent = sum(sum(p["statuses"].values()) for p in phases)
+    out["check"] = check_database(url, completed, sent, 0, used)
+    out["check"]["abandoned"] = sum(p["supporters_abandoned"] for p in phases)
+    print(f"  {kind}: checks {'ok' if out['check']['ok'] else 'FAILED'}", flush=True)
     return out
+
+
+def median_ratio(rounds: list[tuple[float, float]]) -> float:
+    ratios = sorted(p / b for p, b in rounds if b)
+    if not ratios:
+        return float("nan")
+    middle = len(ratios) // 2
+    return ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
 
 
 # Report ----------------------------------------------------------------------------------------
@@ -817,14 +840,18 @@ def report(results: list[dict[str, Any]], plan: Plan, mode: str, elapsed: float,
       "gunicorn / PostgreSQL / the load generator / everything else on the machine; "
       "non200/conn = non-200 responses / connection errors)")
     w("")
-    w("goals")
+    w("saturation by round (product then bare, in turns; the table above is round 1)")
+    for r in results:
+        w(f"{r['db']:<10} " + ", ".join(f"{p:.0f}/{b:.0f} = {p / b if b else float('nan'):.2f}"
+                                         for p, b in r.get("rounds", [])))
+    w("")
+    w("goals (product/bare: the median of the rounds' ratios)")
     w(f"{'db':<10} {'product/bare':>12} {'goal':>6} {'':>4}   {'half-load p99':>13} "
       f"{'goal':>8} {'':>4}")
     for r in results:
         if "bare" not in r or "product" not in r:
             continue
-        bare_rate = r["bare"]["saturation"]["rate"]
-        ratio = r["product"]["saturation"]["rate"] / bare_rate if bare_rate else float("nan")
+        ratio = median_ratio(r["rounds"])
         goal = RATIO_GOALS[r["db"]]
         p99 = r["product"]["half"]["p99_ms"]
         w(f"{r['db']:<10} {ratio:>12.2f} {'>=' + format(goal, '.2f'):>6} "
@@ -837,12 +864,13 @@ def report(results: list[dict[str, Any]], plan: Plan, mode: str, elapsed: float,
         if "check" not in r:
             continue
         c = r["check"]
-        sat, half = r["product"]["saturation"], r["product"]["half"]
-        five = sum(p["statuses"].get("5xx", 0) for p in (sat, half))
-        other = sum(v for p in (sat, half) for k, v in p["statuses"].items()
+        phases = (r["product"]["saturation"], r["product"]["half"],
+                  *r["product"].get("extra", ()))
+        five = sum(p["statuses"].get("5xx", 0) for p in phases)
+        other = sum(v for p in phases for k, v in p["statuses"].items()
                     if k not in ("200", "5xx"))
-        conn = sat["connection_errors"] + half["connection_errors"]
-        mismatch = sat["content_mismatches"] + half["content_mismatches"]
+        conn = sum(p["connection_errors"] for p in phases)
+        mismatch = sum(p["content_mismatches"] for p in phases)
         ok = c["ok"] and five == 0 and other == 0 and mismatch == 0 and c["abandoned"] == 0
         w(f"{r['db']:<10} {'PASS' if ok else 'FAIL'}: {c['expected_supporters']} supporters "
           f"completed, {c['signatures']} signatures ({c['distinct_supporters']} distinct, "
@@ -879,6 +907,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="about a minute in all")
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="saturation rounds, product then bare in turns (default 3)")
     parser.add_argument("--pg-url", default=os.environ.get("BENCH_DATABASE_URL", PG_URL),
                         help=f"loopback PostgreSQL database to wipe and use (default {PG_URL})")
     parser.add_argument("--redis-url", default="",
@@ -890,6 +920,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--keep-logs", type=Path, help="copy gunicorn logs to this folder")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be 1 or more")
 
     plan = QUICK if args.quick else FULL
     if args.concurrency:
