@@ -635,9 +635,9 @@ def log_findings(text: str) -> dict[str, Any]:
         r"Traceback|\[ERROR\]|\[CRITICAL\]|WORKER TIMEOUT|Exception|Error:", line)]
     boots = {m.group(1) for line in lines
              if (m := re.search(r"Booting worker with pid: (\d+)", line))}
-    restarted = {m.group(1) for line in lines
-                 if (m := re.search(r"\[(\d+)\] \[INFO\] Autorestarting worker", line))}
-    return {"worker_boots": len(boots), "autorestarts": len(restarted),
+    # In the app's log format (gunicorn.conf.py's logconfig_dict), not gunicorn's own.
+    restarts = sum(1 for line in lines if "Autorestarting worker" in line)
+    return {"worker_boots": len(boots), "autorestarts": restarts,
             "problems": problems[:20], "problem_count": len(problems)}
 
 
