@@ -79,9 +79,11 @@ graceful_timeout = 20
 keepalive = 5
 
 # Recycle workers now and then, so a slow leak cannot grow without bound; the jitter keeps
-# workers from restarting together.
-max_requests = 20000
-max_requests_jitter = 2000
+# workers from restarting together, so the others serve while one starts again. A lone
+# worker (SQLite's one process) is not recycled: while it restarted, nothing would answer
+# for about a second (bench/inbound.py saw it every 30 s at full load).
+max_requests = 20000 if workers > 1 else 0
+max_requests_jitter = 2000 if workers > 1 else 0
 
 # No access log: request lines and query strings may carry phone numbers, and every
 # inbound message is already logged (without personal data) by bot.service.

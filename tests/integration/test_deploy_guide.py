@@ -145,6 +145,25 @@ def test_the_stop_timeouts_leave_room_for_a_graceful_stop() -> None:
     assert float(unit("petitionbot-worker@.service")["TimeoutStopSec"][0]) > 90
 
 
+@pytest.mark.parametrize(("database_url", "workers", "recycled"), [
+    ("sqlite:///petitionbot.db", "", False),                        # one process
+    ("sqlite:///petitionbot.db", "2", True),
+    ("postgresql://db.example.org/petitionbot", "", True),          # (2 x cores) + 1
+])
+def test_only_a_lone_worker_is_never_recycled(monkeypatch: pytest.MonkeyPatch,
+                                              database_url: str, workers: str,
+                                              recycled: bool) -> None:
+    """Recycling a worker (max_requests) is harmless while others serve; a lone worker
+    would leave nobody answering while it starts again."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("WEB_CONCURRENCY", workers)
+    namespace: dict[str, object] = {}
+    exec(compile((ROOT / "gunicorn.conf.py").read_text(), "gunicorn.conf.py", "exec"),
+         namespace)
+    assert (int(str(namespace["workers"])) > 1) == recycled
+    assert bool(namespace["max_requests"]) == recycled
+
+
 def test_the_unit_files_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     if shutil.which("systemd-analyze") is None:
         if os.environ.get("PETITIONBOT_REQUIRE_POSTGRES") == "1":
