@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import functools
-
 import phonenumbers
 
 
-# Every message from Twilio names its sender, and parsing a number costs more than the rest
-# of the webhook's checks together; the same few numbers recur within a conversation, so the
-# latest answers are remembered (in this process's memory only, never written anywhere).
-@functools.lru_cache(maxsize=1024)
+# Not cached (about 17 us a number): a cache would keep the numbers of people who have since
+# asked to be erased, for as long as the process lives.
 def normalise_phone(raw: str, region: str = "GB") -> str | None:
     """E.164 for a possible phone number (national numbers read as UK), else None."""
     if not raw or len(raw) > 32:
