@@ -61,10 +61,10 @@ bind = [f"{os.environ.get('HOST', '').strip() or '127.0.0.1'}:"
 #   Connections: workers x threads stays far below PostgreSQL's max_connections (100).
 # * SQLite: one process of 4 threads. Every inbound message writes and SQLite has one
 #   writer at a time, so more processes add little; one process also keeps the reply budget
-#   and the console's login throttle exact without Redis. Its threads queue for the write
-#   lock on models.db.WriterLock. A writer must not wait long for the CPU while it holds
-#   that lock, and between two statements it waits for the GIL while another thread runs
-#   Python: post_worker_init shortens that wait (bench/inbound.py: +20% throughput).
+#   and the console's login throttle exact without Redis. Its inbound messages take turns
+#   (bot.service), then hold the write lock (models.db.WriterLock). A writer must not wait
+#   long for the CPU while it holds that lock, and between two statements it waits for the
+#   GIL while another thread runs Python: post_worker_init shortens that wait.
 #   WEB_CONCURRENCY=<cores> WEB_THREADS=1 uses every core (processes queue for the lock
 #   on its lock file) but then needs REDIS_URL to share the budget and the throttle.
 workers = _positive_int("WEB_CONCURRENCY", 1 if _sqlite else 2 * _cores() + 1)
