@@ -107,8 +107,7 @@ NEW_INBOUND = Prepared(lambda dialect: insert_ignore_statement(
 
 LOCK_PERSON = Prepared(select(supporters.c.id)
                .where(supporters.c.id == select(identities.c.supporter_id)
-                      .where(identities.c.channel == bindparam("channel"),
-                             identities.c.address == bindparam("address")).scalar_subquery())
+                      .where(*_IDENTITY).scalar_subquery())
                .with_for_update())
 LOCK_SUPPORTER = Prepared(select(supporters.c.id).where(supporters.c.id == bindparam("id"))
                           .with_for_update())

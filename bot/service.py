@@ -163,7 +163,8 @@ class Service:
         self._counts: tuple[float, dict[str, int]] = (0.0, {})
         self._petition_ids: dict[str, int] = {}
         self._idle: list[tuple[Connection, float]] = []  # see _take_connection
-        self._one_at_a_time = threading.Lock()  # see _turn
+        # See _turn: SQLite only.
+        self._one_at_a_time = threading.Lock() if self.engine.dialect.name == "sqlite" else None
         org = config.organisation
         self.common: dict[str, object] = {
             "organisation": org.name, "short_name": org.short_name, "contact": org.contact,
@@ -184,7 +185,7 @@ class Service:
         connection, one connection does every write, so its page cache stays valid (SQLite
         empties a connection's cache whenever another connection has written), and the
         threads waiting sleep instead of taking the GIL from the one writing."""
-        if self.engine.dialect.name != "sqlite":
+        if self._one_at_a_time is None:
             yield
             return
         deadline = time.monotonic() + LOCK_TIMEOUT  # for the turn and the write lock, both

@@ -118,7 +118,7 @@ def parse_form(body: bytes) -> list[tuple[str, str]]:
     if text.count("&") >= MAX_FIELDS:
         raise ValueError("Max number of fields exceeded")
     pairs = []
-    for field in text.split("&") if text else ():
+    for field in text.split("&"):
         if not field:
             continue
         name, _, value = field.partition("=")
