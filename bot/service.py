@@ -4,6 +4,7 @@ transaction per inbound message; nothing is sent from here, replies are returned
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -163,8 +164,6 @@ class Service:
         self._counts: tuple[float, dict[str, int]] = (0.0, {})
         self._petition_ids: dict[str, int] = {}
         self._idle: list[tuple[Connection, float]] = []  # see _take_connection
-        # See _turn: SQLite only.
-        self._one_at_a_time = threading.Lock() if self.engine.dialect.name == "sqlite" else None
         org = config.organisation
         self.common: dict[str, object] = {
             "organisation": org.name, "short_name": org.short_name, "contact": org.contact,
@@ -177,6 +176,12 @@ class Service:
         """The sessions' engine: inbound messages run on a Connection, without the ORM."""
         engine: Engine = self.sessions.kw["bind"]
         return engine
+
+    @functools.cached_property
+    def _one_at_a_time(self) -> threading.Lock | None:
+        """See _turn: SQLite only (decided at the first message: tests of the core build a
+        Service without a database)."""
+        return threading.Lock() if self.engine.dialect.name == "sqlite" else None
 
     @contextlib.contextmanager
     def _turn(self) -> Iterator[None]:
