@@ -7,9 +7,12 @@ For each database (SQLite, then PostgreSQL) it
 1. migrates a fresh database (SQLite: a file in a temporary folder; PostgreSQL: the `bench`
    database's public schema dropped and recreated),
 2. starts the production server exactly as recommended, `gunicorn -c gunicorn.conf.py
-   'webhooks:create_app()'`, on a free loopback port, and beside it bench/bare_app.py (fixed
-   TwiML, no database) under the same gunicorn.conf.py and the same worker settings (same
-   DATABASE_URL), and waits for both to answer /healthz,
+   'webhooks:create_app()'`, on a free loopback port, and beside it two baselines under the
+   same gunicorn.conf.py and the same worker settings (same DATABASE_URL): bench/bare_app.py
+   (fixed TwiML, no database: the server alone) and bench/floor_app.py (the least any
+   implementation of the signing path must do per message on this stack: the signature,
+   the number, one transaction of raw statements, TwiML, a log line), and waits for all
+   three to answer /healthz,
 3. runs a load generator in a separate process (aiohttp, keep-alive): simulated supporters,
    each sending the 7 messages of an SMS signing in order ("Hi", "SIGN", "YES", name,
    postcode, "YES", "NO") and waiting for each reply, every request signed like Twilio's
@@ -18,11 +21,14 @@ For each database (SQLite, then PostgreSQL) it
    (b) half load: an open loop paced at 50% of the product's saturation rate,
    against the product, then the same (identical requests, half load at the product's
    rate) against the bare endpoint,
-4. then --rounds - 1 more saturation rounds (default 3 in all), product then bare in turns:
-   this machine's speed drifts by tens of percent from minute to minute, so each round's
-   ratio compares two runs a few seconds apart, and the goal is judged on their median,
+4. between those two, the floor's saturation (saturation only); then --rounds - 1 more
+   saturation rounds (default 3 in all), product, floor and bare in turns: this machine's
+   speed drifts by tens of percent from minute to minute, so each round's ratios compare
+   runs a few seconds apart, and the goal is judged on their median; floor/bare is the
+   most the product could reach here, product/floor what its features cost,
 5. checks correctness: every supporter who sent all 7 messages signed exactly once, the
-   counters agree, one inbound row per message, no 5xx,
+   counters agree, one inbound row per message, no 5xx (the floor: every reply 200, and
+   the signing reply says so),
 and prints one table. Goals (issue #2): product saturation throughput at least 0.50 of the
 bare endpoint's on SQLite and 0.30 on PostgreSQL; p99 under 100 ms at half load.
 
@@ -58,6 +64,7 @@ from databases import fresh_database
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCT_APP = "webhooks:create_app()"
 BARE_APP = "bench.bare_app:create_app()"
+FLOOR_APP = "bench.floor_app:create_app()"
 PUBLIC_BASE_URL = "https://petition.example.org"  # only signed over, never contacted
 WEBHOOK_PATH = "/twilio/messages"
 ACCOUNT_SID = "AC" + "b" * 32
@@ -706,65 +713,90 @@ def check_database(url: str, expected_supporters: int, messages_sent: int,
 
 def run_database(kind: str, plan: Plan, args: argparse.Namespace, workdir: Path,
                  run_tag: int) -> dict[str, Any]:
-    """Both servers up side by side (the one not under load is idle), then rounds in turn:
-    the product, then the bare endpoint. The first round is the whole plan (saturation and
-    half load); later ones saturation only, so a machine whose speed drifts shows in every
-    round's ratio instead of in one of the two apps."""
+    """The three servers up side by side (those not under load are idle), then rounds in
+    turn: the product, the floor (bench/floor_app.py, saturation only), the bare endpoint.
+    The first round is the whole plan (saturation and half load); later ones saturation
+    only, so a machine whose speed drifts shows in every round's ratios instead of in one
+    of the apps."""
+    from floor_app import prepare
+
     out: dict[str, Any] = {"db": kind}
     url = fresh_database(kind, workdir, args.pg_url, "bench")
+    prepare(url)
     if args.redis_url:
         flush_redis(args.redis_url)
     limit = plan.warmup + plan.measure + plan.half + 3 * plan.drain + 120
 
     # Same config file, same environment (so the same worker settings), the same requests.
-    port, bare_port = free_port(), free_port()
+    port, bare_port, floor_port = free_port(), free_port(), free_port()
     env = server_env(url, port, str(workdir), args.redis_url)
     bare_env = server_env(url, bare_port, str(workdir), args.redis_url)
+    floor_env = server_env(url, floor_port, str(workdir), args.redis_url)
     settings = effective_settings(PRODUCT_APP, env)
-    bare_settings = effective_settings(BARE_APP, bare_env)
-    if any(bare_settings.get(k) != settings.get(k) for k in ("workers", "threads",
-                                                              "worker_class")):
-        raise RuntimeError(f"bare app got other settings: {bare_settings} vs {settings}")
+    for app, app_env in ((BARE_APP, bare_env), (FLOOR_APP, floor_env)):
+        other = effective_settings(app, app_env)
+        if any(other.get(k) != settings.get(k) for k in ("workers", "threads",
+                                                         "worker_class")):
+            raise RuntimeError(f"{app} got other settings: {other} vs {settings}")
     out["settings"] = settings
     workers = int(settings.get("workers", "1"))
     print(f"  {kind}: gunicorn {settings.get('worker_class')} {workers} worker(s) x "
-          f"{settings.get('threads')} thread(s): product on 127.0.0.1:{port}, bare on "
-          f"127.0.0.1:{bare_port}; {args.rounds} round(s)", flush=True)
+          f"{settings.get('threads')} thread(s): product on 127.0.0.1:{port}, floor on "
+          f"127.0.0.1:{floor_port}, bare on 127.0.0.1:{bare_port}; {args.rounds} round(s)",
+          flush=True)
     with Server(PRODUCT_APP, env, workdir / f"{kind}-product.log") as server, \
-            Server(BARE_APP, bare_env, workdir / f"{kind}-bare.log") as bare_server:
+            Server(BARE_APP, bare_env, workdir / f"{kind}-bare.log") as bare_server, \
+            Server(FLOOR_APP, floor_env, workdir / f"{kind}-floor.log") as floor_server:
         boot = server.wait_healthy(plan.boot_timeout, workers)
         bare_server.wait_healthy(plan.boot_timeout, workers)
+        floor_server.wait_healthy(plan.boot_timeout, workers)
         assert server.process is not None and bare_server.process is not None
+        assert floor_server.process is not None
         spec = {"url": f"http://127.0.0.1:{port}{WEBHOOK_PATH}",
                 "server_pid": server.process.pid, "plan": asdict(plan), "unique": True,
                 "first_supporter": 0, "run_tag": run_tag, "half_rate": None}
         bare_spec = {**spec, "url": f"http://127.0.0.1:{bare_port}{WEBHOOK_PATH}",
                      "server_pid": bare_server.process.pid, "unique": False}
+        saturation_only = asdict(replace(plan, half=0))
+        floor_spec = {**spec, "url": f"http://127.0.0.1:{floor_port}{WEBHOOK_PATH}",
+                      "server_pid": floor_server.process.pid, "plan": saturation_only}
         product = run_generator(spec, limit)
         sat, half = product["saturation"], product["half"]
         print(f"  {kind}: round 1: product {sat['rate']:.0f} msgs/s saturated, half load "
               f"{half['rate']:.0f} msgs/s p99 {half['p99_ms']:.1f} ms", flush=True)
+        floor = run_generator(floor_spec, limit)
+        floor_used = floor["supporters_used"]
+        floor["extra"] = []
         # The bare endpoint's half load is paced at the product's half-load rate.
         bare = run_generator({**bare_spec, "half_rate": half["target_rate"] or None}, limit)
         rounds = [(sat["rate"], bare["saturation"]["rate"])]
-        print(f"  {kind}: round 1: bare    {rounds[0][1]:.0f} msgs/s saturated", flush=True)
+        floor_rounds = [(floor["saturation"]["rate"], bare["saturation"]["rate"])]
+        print(f"  {kind}: round 1: floor   {floor_rounds[0][0]:.0f}, bare {rounds[0][1]:.0f} "
+              "msgs/s saturated", flush=True)
         used = product["supporters_used"]
         product["extra"] = []
-        saturation_only = asdict(replace(plan, half=0))
         for number in range(2, args.rounds + 1):
             more = run_generator({**spec, "plan": saturation_only,
                                   "first_supporter": used}, limit)
             used += more["supporters_used"]
             product["extra"].append(more["saturation"])
+            floor_more = run_generator({**floor_spec, "first_supporter": floor_used}, limit)
+            floor_used += floor_more["supporters_used"]
+            floor["extra"].append(floor_more["saturation"])
             bare_more = run_generator({**bare_spec, "plan": saturation_only}, limit)
             rounds.append((more["saturation"]["rate"], bare_more["saturation"]["rate"]))
-            print(f"  {kind}: round {number}: product {rounds[-1][0]:.0f}, bare "
-                  f"{rounds[-1][1]:.0f} msgs/s saturated", flush=True)
-        product_log, bare_log = server.log(), bare_server.log()
+            floor_rounds.append((floor_more["saturation"]["rate"],
+                                 bare_more["saturation"]["rate"]))
+            print(f"  {kind}: round {number}: product {rounds[-1][0]:.0f}, floor "
+                  f"{floor_rounds[-1][0]:.0f}, bare {rounds[-1][1]:.0f} msgs/s saturated",
+                  flush=True)
+        product_log, bare_log, floor_log = server.log(), bare_server.log(), floor_server.log()
     product["boot_s"] = boot
     product["log"] = log_findings(product_log)
     bare["log"] = log_findings(bare_log)
+    floor["log"] = log_findings(floor_log)
     out["product"], out["bare"], out["rounds"] = product, bare, rounds
+    out["floor"], out["floor_rounds"] = floor, floor_rounds
     phases = (sat, half, *product["extra"])
     completed = sum(p["supporters_completed"] for p in phases)
     sent = sum(sum(p["statuses"].values()) for p in phases)
@@ -786,6 +818,10 @@ def median_ratio(rounds: list[tuple[float, float]]) -> float:
 
 def _ms(value: float) -> str:
     return "-" if value != value or value == 0 else f"{value:.1f}"  # NaN or no data
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b else "-"
 
 
 def _errors(phase: dict[str, Any]) -> str:
@@ -823,7 +859,7 @@ def report(results: list[dict[str, Any]], plan: Plan, mode: str, elapsed: float,
     w("-" * len(header))
     for r in results:
         s = r["settings"]
-        for app in ("bare", "product"):
+        for app in ("bare", "floor", "product"):
             if app not in r:
                 continue
             sat, half = r[app]["saturation"], r[app]["half"]
@@ -840,24 +876,32 @@ def report(results: list[dict[str, Any]], plan: Plan, mode: str, elapsed: float,
       "gunicorn / PostgreSQL / the load generator / everything else on the machine; "
       "non200/conn = non-200 responses / connection errors)")
     w("")
-    w("saturation by round (product then bare, in turns; the table above is round 1)")
+    w("saturation by round (product, floor, bare in turns; the table above is round 1)")
     for r in results:
-        w(f"{r['db']:<10} " + ", ".join(f"{p:.0f}/{b:.0f} = {p / b if b else float('nan'):.2f}"
-                                         for p, b in r.get("rounds", [])))
+        floors = r.get("floor_rounds") or [(float("nan"), 0.0)] * len(r.get("rounds", []))
+        w(f"{r['db']:<10} " + "; ".join(
+            f"product/bare {p:.0f}/{b:.0f} = {_ratio(p, b)}, floor/bare {f:.0f}/{b:.0f} = "
+            f"{_ratio(f, b)}" for (p, b), (f, _) in zip(r.get("rounds", []), floors,
+                                                        strict=True)))
     w("")
-    w("goals (product/bare: the median of the rounds' ratios)")
+    w("goals (ratios: the median of the rounds'; floor: bench/floor_app.py, the least a "
+      "signing costs on this stack)")
     w(f"{'db':<10} {'product/bare':>12} {'goal':>6} {'':>4}   {'half-load p99':>13} "
-      f"{'goal':>8} {'':>4}")
+      f"{'goal':>8} {'':>4}   {'floor/bare':>10} {'product/floor':>13}")
     for r in results:
         if "bare" not in r or "product" not in r:
             continue
         ratio = median_ratio(r["rounds"])
         goal = RATIO_GOALS[r["db"]]
         p99 = r["product"]["half"]["p99_ms"]
+        floor = median_ratio(r.get("floor_rounds", []))
+        of_floor = median_ratio([(p, f) for (p, _), (f, _) in zip(
+            r["rounds"], r.get("floor_rounds", []), strict=False)])
         w(f"{r['db']:<10} {ratio:>12.2f} {'>=' + format(goal, '.2f'):>6} "
           f"{'PASS' if ratio >= goal else 'FAIL':>4}   {_ms(p99) + ' ms':>13} "
           f"{'<' + format(HALF_LOAD_P99_GOAL_MS, '.0f') + ' ms':>8} "
-          f"{'PASS' if p99 < HALF_LOAD_P99_GOAL_MS else 'FAIL':>4}")
+          f"{'PASS' if p99 < HALF_LOAD_P99_GOAL_MS else 'FAIL':>4}   {floor:>10.2f} "
+          f"{of_floor:>13.2f}")
     w("")
     w("correctness (product runs)")
     for r in results:
@@ -878,9 +922,15 @@ def report(results: list[dict[str, Any]], plan: Plan, mode: str, elapsed: float,
           f"{c['sms_counter']}, inbound rows {c['inbound_rows']} of {c['messages_sent']} sent; "
           f"5xx {five}, other non-200 {other}, connection errors {conn} (retried), "
           f"'signed' reply missing {mismatch}, abandoned {c['abandoned']}")
+        if "floor" in r:
+            floor_phases = (r["floor"]["saturation"], *r["floor"].get("extra", ()))
+            bad = sum(v for p in floor_phases for k, v in p["statuses"].items() if k != "200")
+            missing = sum(p["content_mismatches"] for p in floor_phases)
+            w(f"{r['db']:<10} floor {'PASS' if bad == missing == 0 else 'FAIL'}: non-200 "
+              f"{bad}, 'signed' reply missing {missing}")
     w("")
     for r in results:
-        for app in ("product", "bare"):
+        for app in ("product", "floor", "bare"):
             if app not in r:
                 continue
             log = r[app]["log"]

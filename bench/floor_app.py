@@ -1,0 +1,218 @@
+"""A second baseline for bench/inbound.py: the least an SMS signing must cost on this stack.
+
+    gunicorn -c gunicorn.conf.py 'bench.floor_app:create_app()'   (after prepare(url))
+
+bench/bare_app.py measures the server alone. This app does, per message, only what any
+implementation of the signing path has to do, with nothing of the product's around it:
+Flask; Twilio's signature (the product's own parse_form and twilio_signature, its fastest
+parts); the sender's number normalised with phonenumbers; one transaction on the driver's
+connection (no SQLAlchemy): MessageSid recorded at most once, the sender's row locked or
+created, a consent record at consent, the counter and the signature at signing, the
+sender's step saved; a fixed-text state machine that knows only the bench's seven
+messages; TwiML; one log line. What it leaves out is everything else the product does:
+keywords (STOP, HELP, DELETE ...), input cleaning, texts from config.toml, channels, the
+reply budget, metrics, request ids, the console.
+
+So, measured in the same run: floor/bare is the most any implementation can reach on this
+machine with Flask and gunicorn, and product/floor is what the product's features cost.
+Its tables are its own: `floor_*` in the product's PostgreSQL database, or a SQLite file
+beside the product's (`<database>-floor.db`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+import os
+import sqlite3
+import threading
+from datetime import UTC, datetime
+from typing import Any
+from xml.sax.saxutils import escape
+
+from flask import Flask, Response, abort, jsonify, request
+
+from bot.phones import normalise_phone
+from webhooks.twilio import parse_form, twilio_signature
+
+log = logging.getLogger("petitionbot.floor")
+
+EXTERNAL = 49_257
+TABLES = (
+    "CREATE TABLE floor_inbound (sid VARCHAR(40) PRIMARY KEY, person_id BIGINT, "
+    "received_at VARCHAR(32))",
+    "CREATE TABLE floor_people (id {serial} PRIMARY KEY, phone VARCHAR(20) UNIQUE, "
+    "step VARCHAR(16), data TEXT, created_at VARCHAR(32))",
+    "CREATE TABLE floor_petition (id INTEGER PRIMARY KEY, count INTEGER)",
+    "CREATE TABLE floor_signatures (id {serial} PRIMARY KEY, person_id BIGINT UNIQUE, "
+    "name TEXT, postcode VARCHAR(10), number INTEGER, signed_at VARCHAR(32))",
+    "CREATE TABLE floor_consents (id {serial} PRIMARY KEY, person_id BIGINT, "
+    "purpose VARCHAR(10), version VARCHAR(10), evidence VARCHAR(40), at VARCHAR(32))",
+    "INSERT INTO floor_petition (id, count) VALUES (1, 0)",
+)
+
+
+def sqlite_path(url: str) -> str:
+    return url.removeprefix("sqlite:///") + "-floor.db"
+
+
+def pg_dsn(url: str) -> str:
+    return "postgresql://" + url.split("://", 1)[1]
+
+
+def prepare(url: str) -> None:
+    """Empty tables for the floor app, before its workers start."""
+    drops = [f"DROP TABLE IF EXISTS {t}" for t in (
+        "floor_inbound", "floor_people", "floor_petition", "floor_signatures",
+        "floor_consents")]
+    if url.startswith("sqlite"):
+        with contextlib.closing(sqlite3.connect(sqlite_path(url), isolation_level=None)) as c:
+            c.execute("PRAGMA journal_mode=WAL")
+            for statement in (*drops, *TABLES):
+                c.execute(statement.format(serial="INTEGER"))
+        return
+    import psycopg
+
+    with psycopg.connect(pg_dsn(url), autocommit=True) as c:
+        for statement in (*drops, *TABLES):
+            c.execute(statement.format(serial="BIGSERIAL"))
+
+
+class Database:
+    """SQLite: one connection, one message at a time (as the product's turns). PostgreSQL:
+    a connection per thread, the sender's row locked FOR UPDATE."""
+
+    def __init__(self, url: str) -> None:
+        self.sqlite = url.startswith("sqlite")
+        self.url = url
+        self.local = threading.local()
+        self.lock: Any = threading.Lock() if self.sqlite else contextlib.nullcontext()
+        if self.sqlite:
+            self.conn: Any = sqlite3.connect(sqlite_path(url), isolation_level=None,
+                                             check_same_thread=False)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA busy_timeout=30000")
+
+    def connection(self) -> Any:
+        if self.sqlite:
+            return self.conn
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            import psycopg
+
+            conn = self.local.conn = psycopg.connect(pg_dsn(self.url), autocommit=True)
+        return conn
+
+    def sql(self, statement: str) -> str:
+        return statement if self.sqlite else statement.replace("?", "%s")
+
+
+def create_app() -> Flask:
+    url = os.environ["DATABASE_URL"]
+    token = os.environ["TWILIO_AUTH_TOKEN"]
+    base = os.environ["PUBLIC_BASE_URL"].rstrip("/")
+    db = Database(url)
+    q = db.sql
+    begin = "BEGIN IMMEDIATE" if db.sqlite else "BEGIN"
+    find = q("SELECT id, step, data FROM floor_people WHERE phone = ?"
+             + ("" if db.sqlite else " FOR UPDATE"))
+    app = Flask(__name__)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify(status="ok", database="ok")
+
+    @app.post("/twilio/messages")
+    def messages() -> Response:
+        pairs = parse_form(request.get_data(cache=False))
+        signature = request.headers.get("X-Twilio-Signature", "")
+        if not hmac_ok(twilio_signature(token, base + request.path, pairs), signature):
+            abort(403)
+        form = dict(pairs)
+        sid, text = form["MessageSid"], form.get("Body", "").strip()
+        phone = normalise_phone(form["From"].removeprefix("whatsapp:"))
+        if phone is None:
+            abort(400)
+        now = datetime.now(UTC).isoformat()
+        with db.lock:
+            conn = db.connection()
+            conn.execute(begin)
+            try:
+                replies, person, step = turn(conn, q, find, sid, phone, text, now)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        log.info("inbound channel=sms person=%s step=%s replies=%d", person, step,
+                 len(replies))
+        body = "".join(f"<Message>{escape(reply)}</Message>" for reply in replies)
+        return Response(f'<?xml version="1.0" encoding="UTF-8"?><Response>{body}</Response>',
+                        mimetype="text/xml")
+
+    return app
+
+
+def hmac_ok(expected: str, given: str) -> bool:
+    return given.isascii() and hmac.compare_digest(expected, given)
+
+
+def turn(conn: Any, q: Any, find: str, sid: str, phone: str, text: str,
+         now: str) -> tuple[list[str], int | None, str]:
+    """One message's effects and replies, inside the caller's transaction."""
+    if conn.execute(q("INSERT INTO floor_inbound (sid, received_at) VALUES (?, ?) "
+                      "ON CONFLICT DO NOTHING"), (sid, now)).rowcount == 0:
+        return [], None, "duplicate"
+    row = conn.execute(find, (phone,)).fetchone()
+    if row is None:
+        person = conn.execute(q("INSERT INTO floor_people (phone, step, data, created_at) "
+                                "VALUES (?, 'new', '{}', ?) RETURNING id"),
+                              (phone, now)).fetchone()[0]
+        step, data = "new", {}
+    else:
+        person, step, data = row[0], row[1], json.loads(row[2])
+    word = text.upper()
+    replies: list[str] = []
+    if step == "new":
+        count = conn.execute("SELECT count FROM floor_petition WHERE id = 1").fetchone()[0]
+        replies.append(f"Fund SIRT for NET patients: {count + EXTERNAL:,} people have "
+                       "signed. Reply SIGN to sign, MORE to read more.")
+        step = "greeted"
+    elif step == "greeted" and word == "SIGN":
+        replies.append("Are you 16 or over, and happy for us to keep your name and postcode "
+                       "with your signature? Reply 1 YES or 2 NO")
+        step = "consent"
+    elif step == "consent" and word == "YES":
+        conn.execute(q("INSERT INTO floor_consents (person_id, purpose, version, evidence, "
+                       "at) VALUES (?, 'sign', 'v1', ?, ?)"), (person, sid, now))
+        replies.append("What is your full name?")
+        step = "name"
+    elif step == "name":
+        data["name"] = text[:100]
+        replies.append("What is your postcode?")
+        step = "postcode"
+    elif step == "postcode":
+        data["postcode"] = word[:10]
+        replies.append(f"Sign as {data['name']}, {data['postcode']}? Reply 1 YES or 2 EDIT")
+        step = "review"
+    elif step == "review" and word == "YES":
+        number = conn.execute("UPDATE floor_petition SET count = count + 1 WHERE id = 1 "
+                              "RETURNING count").fetchone()[0]
+        conn.execute(q("INSERT INTO floor_signatures (person_id, name, postcode, number, "
+                       "signed_at) VALUES (?, ?, ?, ?, ?)"),
+                     (person, data["name"], data["postcode"], number, now))
+        replies.append(f"Thank you, {data['name']}, you have signed! You are supporter "
+                       f"number {number}.")
+        replies.append("Would you like updates about this campaign? Reply 1 YES or 2 NO")
+        step = "updates"
+    elif step == "updates":
+        replies.append("Thank you. Reply STOP at any time.")
+        step = "done"
+    else:
+        replies.append("Sorry, I did not understand that. Reply HELP for help.")
+    conn.execute(q("UPDATE floor_inbound SET person_id = ? WHERE sid = ?"), (person, sid))
+    conn.execute(q("UPDATE floor_people SET step = ?, data = ? WHERE id = ?"),
+                 (step, json.dumps(data), person))
+    return replies, person, step
