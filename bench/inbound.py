@@ -1,7 +1,7 @@
 """Inbound SMS benchmark (issue #2): simulated supporters sign over real HTTP.
 
-    .venv/bin/python bench/inbound.py            # about 6 minutes
-    .venv/bin/python bench/inbound.py --quick    # about 2 minutes
+    .venv/bin/python bench/inbound.py            # about 8 minutes
+    .venv/bin/python bench/inbound.py --quick    # about 3 minutes
 
 For each database (SQLite, then PostgreSQL) it
 1. migrates a fresh database (SQLite: a file in a temporary folder; PostgreSQL: the `bench`
@@ -955,7 +955,7 @@ def report(results: list[dict[str, Any]], plan: Plan, mode: str, elapsed: float,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="about a minute in all")
+    parser.add_argument("--quick", action="store_true", help="short phases: about 3 minutes")
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--rounds", type=int, default=3,
                         help="saturation rounds, product then bare in turns (default 3)")
