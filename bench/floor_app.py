@@ -13,8 +13,9 @@ messages; TwiML; one log line. What it leaves out is everything else the product
 keywords (STOP, HELP, DELETE ...), input cleaning, texts from config.toml, channels, the
 reply budget, metrics, request ids, the console.
 
-So, measured in the same run: floor/bare is the most any implementation can reach on this
-machine with Flask and gunicorn, and product/floor is what the product's features cost.
+So, measured in the same run: floor/bare is about as far as any implementation of the
+contract can get on this machine with Flask and gunicorn (it does less than the contract
+asks), and product/floor is what the product's features and layers cost.
 Its tables are its own: `floor_*` in the product's PostgreSQL database, or a SQLite file
 beside the product's (`<database>-floor.db`).
 """

@@ -24,8 +24,8 @@ For each database (SQLite, then PostgreSQL) it
 4. between those two, the floor's saturation (saturation only); then --rounds - 1 more
    saturation rounds (default 3 in all), product, floor and bare in turns: this machine's
    speed drifts by tens of percent from minute to minute, so each round's ratios compare
-   runs a few seconds apart, and the goal is judged on their median; floor/bare is the
-   most the product could reach here, product/floor what its features cost,
+   runs a few seconds apart, and the goal is judged on their median; floor/bare is about
+   as far as the product could get here, product/floor what its features cost,
 5. checks correctness: every supporter who sent all 7 messages signed exactly once, the
    counters agree, one inbound row per message, no 5xx (the floor: every reply 200, and
    the signing reply says so),
