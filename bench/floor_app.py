@@ -96,6 +96,9 @@ class Database:
         self.local = threading.local()
         self.lock: Any = threading.Lock() if self.sqlite else contextlib.nullcontext()
         self.count = (0.0, 0)  # (read at, signatures): see COUNT_TTL
+        self.begin = "BEGIN IMMEDIATE" if self.sqlite else "BEGIN"
+        self.find = self.sql("SELECT id, step, data FROM floor_people WHERE phone = ?"
+                             + ("" if self.sqlite else " FOR UPDATE"))
         if self.sqlite:
             self.conn: Any = sqlite3.connect(sqlite_path(url), isolation_level=None,
                                              check_same_thread=False)
@@ -130,10 +133,6 @@ def create_app() -> Flask:
     token = os.environ["TWILIO_AUTH_TOKEN"]
     base = os.environ["PUBLIC_BASE_URL"].rstrip("/")
     db = Database(url)
-    q = db.sql
-    begin = "BEGIN IMMEDIATE" if db.sqlite else "BEGIN"
-    find = q("SELECT id, step, data FROM floor_people WHERE phone = ?"
-             + ("" if db.sqlite else " FOR UPDATE"))
     app = Flask(__name__)
 
     @app.get("/healthz")
@@ -155,8 +154,8 @@ def create_app() -> Flask:
         with db.lock:
             conn = db.connection()
             try:
-                conn.execute(begin)
-                replies, person, step = turn(db, conn, q, find, sid, phone, text, now)
+                conn.execute(db.begin)
+                replies, person, step = turn(db, conn, sid, phone, text, now)
                 conn.execute("COMMIT")
             except BaseException:
                 try:
@@ -177,10 +176,11 @@ def hmac_ok(expected: str, given: str) -> bool:
     return given.isascii() and hmac.compare_digest(expected, given)
 
 
-def turn(db: Database, conn: Any, q: Any, find: str, sid: str, phone: str, text: str,
+def turn(db: Database, conn: Any, sid: str, phone: str, text: str,
          now: str) -> tuple[list[str], int | None, str]:
     """One message's effects and replies, inside the caller's transaction."""
-    row = conn.execute(find, (phone,)).fetchone()
+    q = db.sql
+    row = conn.execute(db.find, (phone,)).fetchone()
     if conn.execute(q("INSERT INTO floor_inbound (sid, person_id, received_at) VALUES (?, ?, ?) "
                       "ON CONFLICT DO NOTHING"), (sid, row and row[0], now)).rowcount == 0:
         return [], None, "duplicate"

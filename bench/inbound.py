@@ -769,8 +769,8 @@ def run_database(kind: str, plan: Plan, args: argparse.Namespace, workdir: Path,
         floor_used = floor["supporters_used"]
         floor["extra"] = []
         rounds = [(sat["rate"], bare["saturation"]["rate"])]
-        floor_rounds = [(floor["saturation"]["rate"], bare["saturation"]["rate"])]
-        print(f"  {kind}: round 1: bare    {rounds[0][1]:.0f}, floor {floor_rounds[0][0]:.0f} "
+        floor_rates = [floor["saturation"]["rate"]]  # each round's, beside `rounds`
+        print(f"  {kind}: round 1: bare    {rounds[0][1]:.0f}, floor {floor_rates[0]:.0f} "
               "msgs/s saturated", flush=True)
         used = product["supporters_used"]
         product["extra"] = []
@@ -785,10 +785,9 @@ def run_database(kind: str, plan: Plan, args: argparse.Namespace, workdir: Path,
             floor_used += floor_more["supporters_used"]
             floor["extra"].append(floor_more["saturation"])
             rounds.append((more["saturation"]["rate"], bare_more["saturation"]["rate"]))
-            floor_rounds.append((floor_more["saturation"]["rate"],
-                                 bare_more["saturation"]["rate"]))
+            floor_rates.append(floor_more["saturation"]["rate"])
             print(f"  {kind}: round {number}: product {rounds[-1][0]:.0f}, bare "
-                  f"{rounds[-1][1]:.0f}, floor {floor_rounds[-1][0]:.0f} msgs/s saturated",
+                  f"{rounds[-1][1]:.0f}, floor {floor_rates[-1]:.0f} msgs/s saturated",
                   flush=True)
         product_log, bare_log, floor_log = server.log(), bare_server.log(), floor_server.log()
     product["boot_s"] = boot
@@ -796,7 +795,7 @@ def run_database(kind: str, plan: Plan, args: argparse.Namespace, workdir: Path,
     bare["log"] = log_findings(bare_log)
     floor["log"] = log_findings(floor_log)
     out["product"], out["bare"], out["rounds"] = product, bare, rounds
-    out["floor"], out["floor_rounds"] = floor, floor_rounds
+    out["floor"], out["floor_rates"] = floor, floor_rates
     phases = (sat, half, *product["extra"])
     completed = sum(p["supporters_completed"] for p in phases)
     sent = sum(sum(p["statuses"].values()) for p in phases)
@@ -888,11 +887,9 @@ def report(results: list[dict[str, Any]], plan: Plan, mode: str, elapsed: float,
     w("")
     w("saturation by round (product, bare, floor in turns; the table above is round 1)")
     for r in results:
-        floors = r.get("floor_rounds") or [(float("nan"), 0.0)] * len(r.get("rounds", []))
         w(f"{r['db']:<10} " + "; ".join(
             f"product/bare {p:.0f}/{b:.0f} = {_ratio(p, b)}, floor/bare {f:.0f}/{b:.0f} = "
-            f"{_ratio(f, b)}" for (p, b), (f, _) in zip(r.get("rounds", []), floors,
-                                                        strict=True)))
+            f"{_ratio(f, b)}" for (p, b), f in zip(r["rounds"], r["floor_rates"], strict=True)))
     w("")
     w("goals (ratios: the median of the rounds'; floor: bench/floor_app.py, a minimal "
       "implementation)")
@@ -904,9 +901,9 @@ def report(results: list[dict[str, Any]], plan: Plan, mode: str, elapsed: float,
         ratio = median_ratio(r["rounds"])
         goal = RATIO_GOALS[r["db"]]
         p99 = r["product"]["half"]["p99_ms"]
-        floor = median_ratio(r.get("floor_rounds", []))
-        of_floor = median_ratio([(p, f) for (p, _), (f, _) in zip(
-            r["rounds"], r.get("floor_rounds", []), strict=False)])
+        by_round = list(zip(r["rounds"], r["floor_rates"], strict=True))
+        floor = median_ratio([(f, b) for (_, b), f in by_round])
+        of_floor = median_ratio([(p, f) for (p, _), f in by_round])
         w(f"{r['db']:<10} {ratio:>12.2f} {'>=' + format(goal, '.2f'):>6} "
           f"{'PASS' if ratio >= goal else 'FAIL':>4}   {_ms(p99) + ' ms':>13} "
           f"{'<' + format(HALF_LOAD_P99_GOAL_MS, '.0f') + ' ms':>8} "
@@ -932,11 +929,10 @@ def report(results: list[dict[str, Any]], plan: Plan, mode: str, elapsed: float,
           f"{c['sms_counter']}, inbound rows {c['inbound_rows']} of {c['messages_sent']} sent; "
           f"5xx {five}, other non-200 {other}, connection errors {conn} (retried), "
           f"'signed' reply missing {mismatch}, abandoned {c['abandoned']}")
-        if "floor_check" in r:
-            f = r["floor_check"]
-            w(f"{r['db']:<10} floor {'PASS' if f['ok'] else 'FAIL'}: non-200 {f['non200']}, "
-              f"failed after retries {f['failed']}, 'signed' reply missing {f['missing']}, "
-              f"abandoned {f['abandoned']}")
+        f = r["floor_check"]
+        w(f"{r['db']:<10} floor {'PASS' if f['ok'] else 'FAIL'}: non-200 {f['non200']}, "
+          f"failed after retries {f['failed']}, 'signed' reply missing {f['missing']}, "
+          f"abandoned {f['abandoned']}")
     w("")
     for r in results:
         for app in ("product", "floor", "bare"):
@@ -1010,8 +1006,7 @@ def main() -> int:
                  load_before))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
-    failed = any(not (r.get("check", {}).get("ok", False) and
-                      r.get("floor_check", {}).get("ok", False)) for r in results)
+    failed = any(not (r["check"]["ok"] and r["floor_check"]["ok"]) for r in results)
     return 1 if failed else 0
 
 
