@@ -828,6 +828,20 @@ def _ms(value: float) -> str:
     return "-" if value != value or value == 0 else f"{value:.1f}"  # NaN or no data
 
 
+def product_verdict(r: dict[str, Any]) -> tuple[bool, int, int, int, int]:
+    """The product's correctness: the database checks, no 5xx or other non-200, every
+    signing reply saying so, nobody abandoned; with the 5xx, other non-200, connection
+    error and missing-reply counts."""
+    c = r["check"]
+    phases = (r["product"]["saturation"], r["product"]["half"], *r["product"]["extra"])
+    five = sum(p["statuses"].get("5xx", 0) for p in phases)
+    other = sum(v for p in phases for k, v in p["statuses"].items() if k not in ("200", "5xx"))
+    conn = sum(p["connection_errors"] for p in phases)
+    mismatch = sum(p["content_mismatches"] for p in phases)
+    ok = c["ok"] and five == 0 and other == 0 and mismatch == 0 and c["abandoned"] == 0
+    return ok, five, other, conn, mismatch
+
+
 def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}" if b else "-"
 
@@ -915,14 +929,7 @@ def report(results: list[dict[str, Any]], plan: Plan, mode: str, elapsed: float,
         if "check" not in r:
             continue
         c = r["check"]
-        phases = (r["product"]["saturation"], r["product"]["half"],
-                  *r["product"].get("extra", ()))
-        five = sum(p["statuses"].get("5xx", 0) for p in phases)
-        other = sum(v for p in phases for k, v in p["statuses"].items()
-                    if k not in ("200", "5xx"))
-        conn = sum(p["connection_errors"] for p in phases)
-        mismatch = sum(p["content_mismatches"] for p in phases)
-        ok = c["ok"] and five == 0 and other == 0 and mismatch == 0 and c["abandoned"] == 0
+        ok, five, other, conn, mismatch = product_verdict(r)
         w(f"{r['db']:<10} {'PASS' if ok else 'FAIL'}: {c['expected_supporters']} supporters "
           f"completed, {c['signatures']} signatures ({c['distinct_supporters']} distinct, "
           f"{c['unknown_signers']} unknown), counters {c['petition_counter']}/"
@@ -1006,7 +1013,8 @@ def main() -> int:
                  load_before))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
-    failed = any(not (r["check"]["ok"] and r["floor_check"]["ok"]) for r in results)
+    # The exit status is what the report says: both correctness lines PASS for every database.
+    failed = any(not (product_verdict(r)[0] and r["floor_check"]["ok"]) for r in results)
     return 1 if failed else 0
 
 
