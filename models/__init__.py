@@ -13,7 +13,7 @@ from models.core import (
     Subscription,
     Supporter,
 )
-from models.staff import AuditEntry, StaffUser, Voice
+from models.staff import AuditEntry, RateWindow, StaffSession, StaffUser, Voice
 
 __all__ = [
     "Announcement",
@@ -26,7 +26,9 @@ __all__ = [
     "Identity",
     "InboundMessage",
     "Petition",
+    "RateWindow",
     "Signature",
+    "StaffSession",
     "StaffUser",
     "Subscription",
     "Supporter",

@@ -39,6 +39,7 @@ class Announcement(Base):
     scheduled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     created_by: Mapped[str] = mapped_column(String(120))
     created_at: Mapped[timestamp]
+    edited_by: Mapped[str | None] = mapped_column(String(120))  # who last changed the text
     approved_by: Mapped[str | None] = mapped_column(String(120))
     approved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())

@@ -41,6 +41,11 @@ class Supporter(Base):
     id: Mapped[intpk]
     phone: Mapped[str | None] = mapped_column(String(20), unique=True)
     created_at: Mapped[timestamp]
+    # The reply budget (bot/budget.py), kept on the person's row, which every inbound
+    # message already locks: exact across channels and processes, with or without Redis.
+    # epoch seconds, newest last
+    reply_times: Mapped[list[float] | None] = mapped_column(JSON(none_as_null=True))
+    over_budget_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())  # notice sent
 
 
 class Identity(Base):
@@ -147,6 +152,9 @@ class InboundMessage(Base):
     identity_id: Mapped[int | None] = mapped_column(ForeignKey("identities.id"), index=True)
     body: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[timestamp] = mapped_column(index=True)
+    # What the bot answered, so a provider's retry of a message whose answer was lost gets
+    # the same answer again ([{"text", "options"}]); purged with `body`.
+    replies: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON(none_as_null=True))
 
 
 __all__ = ["ChannelCount", "ConsentRecord", "Conversation", "Identity", "InboundMessage",

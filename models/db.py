@@ -22,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 LOCK_TIMEOUT = 30.0
+BUSY_TIMEOUT_MS = int(LOCK_TIMEOUT * 1000)
 # When a caller has already queued for its turn (bot.service's inbound messages), the time
 # by which it must have the write lock too: one wait of LOCK_TIMEOUT in all, not two.
 lock_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
@@ -117,7 +118,7 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.close()
 
 
@@ -126,14 +127,22 @@ def _sqlite_begin(connection: Any, writer: WriterLock) -> None:
     # without waiting, and every inbound message writes. Writers queue on WriterLock
     # first, because SQLite's own busy handler waits by sleeping; the lock is held until
     # the connection is back in the pool, after its COMMIT or ROLLBACK.
+    deadline = lock_deadline.get()
     if "writer" not in connection.info:
-        deadline = lock_deadline.get()
         if not writer.acquire(LOCK_TIMEOUT if deadline is None else
                               max(0.0, deadline - time.monotonic())):
             raise OperationalError("BEGIN IMMEDIATE", None, TimeoutError("database is busy"))
         connection.info["writer"] = writer
+    driver = connection.connection.driver_connection
+    # SQLite's own wait, for a writer outside WriterLock (the sqlite3 shell, a backup):
+    # no longer than the caller's deadline either.
+    busy = BUSY_TIMEOUT_MS if deadline is None else max(
+        1, int((deadline - time.monotonic()) * 1000))
+    if connection.info.get("busy_timeout") != busy:
+        driver.execute(f"PRAGMA busy_timeout={busy}")
+        connection.info["busy_timeout"] = busy
     try:  # on the driver's connection: this runs for every transaction
-        connection.connection.driver_connection.execute("BEGIN IMMEDIATE")
+        driver.execute("BEGIN IMMEDIATE")
     except sqlite3.Error as error:  # as Connection.execute would raise it
         raise OperationalError("BEGIN IMMEDIATE", None, error) from error
 

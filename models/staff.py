@@ -58,3 +58,30 @@ class Voice(Base):
     created_at: Mapped[timestamp]
     moderated_by: Mapped[str | None] = mapped_column(String(254))
     moderated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class StaffSession(Base):
+    """A console sign-in: its cookie names it, and it ends at logout or 12 hours after
+    sign-in, on every process at once. Only a hash of the cookie's value is kept."""
+
+    __tablename__ = "staff_sessions"
+
+    id: Mapped[intpk]
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    staff_user_id: Mapped[int] = mapped_column(
+        ForeignKey("staff_users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[timestamp]
+    expires_at: Mapped[timestamp]
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class RateWindow(Base):
+    """Recent hits of one rate limit (a login throttle's key): a moving window kept in the
+    database, so every process counts the same hits without Redis, atomically (the row is
+    locked while it is read and written). Keys are hashes: no email or address here."""
+
+    __tablename__ = "rate_windows"
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    hits: Mapped[list[float]] = mapped_column(JSON)  # epoch seconds, newest last
+    updated_at: Mapped[timestamp] = mapped_column(index=True)
