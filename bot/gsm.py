@@ -11,6 +11,8 @@ import re
 import unicodedata
 from typing import Final
 
+from anyascii import anyascii
+
 __all__ = [
     "GSM7_BASIC",
     "GSM7_EXTENSION",
@@ -116,6 +118,12 @@ def _transliterate_char(char: str, *, decompose: bool = True) -> str:
         if decomposed != char:
             parts = "".join(_transliterate_char(part, decompose=False) for part in decomposed)
             return parts or "?"
+    if category[0] == "L":
+        # A letter of another script, as a reader of Latin would spell it (Иван -> Ivan):
+        # a name comes back recognisable, not as "????".
+        spelled = anyascii(char)
+        if spelled and is_gsm7(spelled):
+            return spelled
     return "?"
 
 

@@ -19,12 +19,45 @@ NAME_PUNCTUATION = frozenset(" '-.,’")
 COUNTRY_PUNCTUATION = frozenset(" '-.,()&’")
 
 
+# What no database or XML document can hold, whoever sent it: C0 controls but tab, newline
+# and carriage return (PostgreSQL refuses NUL; XML 1.0 refuses the rest), DEL, lone
+# surrogates (valid JSON can carry one: "\ud800"), and the non-characters (U+FDD0..U+FDEF
+# and the last two code points of every plane, U+FFFE and U+FFFF among them).
+_UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufdd0-\ufdef"
+                         + "".join(f"{chr(plane << 16 | 0xFFFE)}{chr(plane << 16 | 0xFFFF)}"
+                                   for plane in range(17)) + "]")
+# Format characters a script needs between two of its letters: ZWNJ and ZWJ (Persian,
+# the Indic scripts). Any other format character (zero-width space, BOM, word joiner...)
+# is dropped, never turned into a space.
+_JOINERS = frozenset("\u200c\u200d")
+
+
+def storable(text: str) -> str:
+    """`text` without what a database or XML cannot hold: done to everything a stranger
+    sends, before anything is stored or rendered."""
+    return _UNSTORABLE.sub("", text)
+
+
 def clean(text: str, limit: int) -> str:
     """NFC, no control or format characters, single spaces, at most `limit` characters."""
     text = unicodedata.normalize("NFC", text[: limit * 4])
-    text = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") or c.isspace()
-                   else c for c in text)
-    return " ".join(text.split())[:limit]
+    kept = []
+    for i, c in enumerate(text):
+        category = unicodedata.category(c)
+        if category == "Cf":
+            if c in _JOINERS and 0 < i < len(text) - 1 and _script_letter(text[i - 1]) and (
+                    _script_letter(text[i + 1])):
+                kept.append(c)
+        elif category in ("Cc", "Zl", "Zp") or c.isspace():
+            kept.append(" ")
+        else:
+            kept.append(c)
+    return " ".join("".join(kept).split())[:limit]
+
+
+def _script_letter(c: str) -> bool:
+    """A letter (or mark) beyond Latin, where a joiner can change how a word is written."""
+    return ord(c) > 0x24F and unicodedata.category(c)[0] in "LM"
 
 
 def _is_keyword(text: str) -> bool:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from bot.conversation import Channel
 from bot.gsm import to_gsm7, truncate_to_segments
+from bot.inputs import storable
 from bot.texts import LABELS
 
 SMS_SEGMENTS = 3
@@ -34,9 +35,11 @@ class Rendered:
 
 @functools.lru_cache(maxsize=4096)
 def render(message: Message, channel: Channel) -> Rendered:
-    """The message as `channel` shows it (most replies repeat, so they are remembered)."""
+    """The message as `channel` shows it (most replies repeat, so they are remembered).
+    Text that no channel can carry (NUL, non-characters) is dropped, wherever it came from:
+    a voice or a name stored before such text was cleaned on arrival must not break XML."""
     if channel == Channel.TELEGRAM:
-        raw = message.text
+        raw = storable(message.text)
         text = html.escape(raw, quote=False)
         while len(text) > TELEGRAM_LIMIT:  # cut the words, never an &amp; in half
             # Escaping only lengthens, so dropping the excess in raw characters never
@@ -48,7 +51,7 @@ def render(message: Message, channel: Channel) -> Rendered:
                         if o != SHARE_PHONE)
         contact = LABELS[SHARE_PHONE] if SHARE_PHONE in message.options else ""
         return Rendered(text, buttons, contact)
-    text = message.text + _choices(message.options)
+    text = storable(message.text) + _choices(message.options)
     if channel == Channel.SMS:
         return Rendered(truncate_to_segments(to_gsm7(text), SMS_SEGMENTS))
     if len(text) > WHATSAPP_LIMIT:
