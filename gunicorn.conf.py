@@ -28,6 +28,7 @@ import os
 from gunicorn.glogging import Logger
 
 from bot import logs
+from bot.settings import web_processes
 
 
 def _cores() -> int:
@@ -48,26 +49,25 @@ def _positive_int(name: str, default: int) -> int:
 
 
 _database_url = os.environ.get("DATABASE_URL", "").strip() or "sqlite:///petitionbot.db"
-_scheme = _database_url.split(":", 1)[0].split("+", 1)[0].lower()
-_sqlite = _scheme == "sqlite"
+_sqlite = _database_url.split(":", 1)[0].split("+", 1)[0].lower() == "sqlite"
 
 bind = [f"{os.environ.get('HOST', '').strip() or '127.0.0.1'}:"
         f"{_positive_int('PORT', 5000)}"]
 
-# Processes and threads, by database (WEB_CONCURRENCY and WEB_THREADS, when set, win):
+# Processes and threads, by database (WEB_CONCURRENCY and WEB_THREADS, when set, win;
+# bot.settings.web_processes decides the default, for `petitionbot serve` too):
 # * PostgreSQL: the usual (2 x cores) + 1 processes of 4 threads. A request spends much of
 #   its time waiting on database round trips, so a few threads per process keep the CPU
 #   busy; the database serialises what must be (row locks per supporter, the counter row).
 #   Connections: workers x threads stays far below PostgreSQL's max_connections (100).
-# * SQLite: one process of 4 threads. Every inbound message writes and SQLite has one
-#   writer at a time, so more processes add little; one process also keeps the reply budget
-#   and the console's login throttle exact without Redis. Its inbound messages take turns
-#   (bot.service), then hold the write lock (models.db.WriterLock). A writer must not wait
-#   long for the CPU while it holds that lock, and between two statements it waits for the
-#   GIL while another thread runs Python: post_worker_init shortens that wait.
-#   WEB_CONCURRENCY=<cores> WEB_THREADS=1 uses every core (processes queue for the lock
-#   on its lock file) but then needs REDIS_URL to share the budget and the throttle.
-workers = _positive_int("WEB_CONCURRENCY", 1 if _sqlite else 2 * _cores() + 1)
+# * SQLite: one process per core, of 4 threads. Every inbound message writes and SQLite
+#   has one writer at a time: a process's inbound messages take turns (bot.service), then
+#   processes queue for the write lock on its lock file (models.db.WriterLock). The reply
+#   budget and the console's login throttle live in the database, so they stay exact
+#   across processes without Redis. A writer must not wait long for the CPU while it holds
+#   the lock, and between two statements it waits for the GIL while another thread runs
+#   Python: post_worker_init shortens that wait.
+workers = _positive_int("WEB_CONCURRENCY", web_processes(_database_url, _cores()))
 worker_class = "gthread"
 threads = _positive_int("WEB_THREADS", 4)
 SQLITE_SWITCH_INTERVAL = 0.0005  # seconds (Python's default is 0.005)
@@ -80,7 +80,7 @@ keepalive = 5
 
 # Recycle workers now and then, so a slow leak cannot grow without bound; the jitter keeps
 # workers from restarting together, so the others serve while one starts again. A lone
-# worker (SQLite's one process) is not recycled: while it restarted, nothing would answer
+# worker (SQLite on one core) is not recycled: while it restarted, nothing would answer
 # for about a second (bench/inbound.py saw it every 30 s at full load).
 max_requests = 20000 if workers > 1 else 0
 max_requests_jitter = 2000 if workers > 1 else 0

@@ -275,6 +275,14 @@ def wants_to_stop(inbound: Inbound) -> bool:
         first in STOP_WORDS and (len(words) == 1 or first in ("STOP", "STOPALL", "UNSUBSCRIBE")))
 
 
+def binding_over_budget(before: State, outcome: Outcome) -> bool:
+    """Whether `outcome` must take effect even for a person over their reply budget (who
+    is then answered no more): STOP, START, and DELETE with its confirmation. Everything
+    else is left as it was, so nothing happens that the person is not told about."""
+    return any(isinstance(e, OptOut | OptIn | Erase) for e in outcome.effects) or (
+        Step.DELETING in (before.step, outcome.state.step))
+
+
 # Global keywords ---------------------------------------------------------------------
 
 def _help(t: _Turn) -> Outcome:
@@ -600,4 +608,4 @@ def _channel_name(channel: Channel) -> str:
 
 
 __all__ = ["MAX_COUNTRY", "MAX_NAME", "MAX_VOICE", "NO_WORDS", "RESERVED", "START_WORDS",
-           "STOP_WORDS", "YES_WORDS", "clean", "valid_country", "valid_name"]
+           "STOP_WORDS", "YES_WORDS", "binding_over_budget", "clean", "valid_country", "valid_name"]

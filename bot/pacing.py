@@ -13,14 +13,19 @@ oldest of them is more than a second (and a margin) old.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol
 
 # Slots are spaced a little wider than 1/rate, so that the jitter between reserving a slot
 # and the provider receiving the request cannot put rate+1 sends into one second (40 ms of
 # jitter is absorbed; the rate achieved is 0.96 of the configured one).
+log = logging.getLogger("petitionbot.pacing")
+
+REDIS_TIMEOUT = 1.0  # seconds: an unreachable Redis must not hold up a send for long
 HEADROOM = 0.96
 # A sender held up this long (a slow commit, the next batch's claim) may still take the
 # slots it missed, so the rate achieved stays the rate configured; admission still keeps
@@ -124,18 +129,39 @@ class LocalPacer:
 
 
 class RedisPacer:
-    """Pacing shared by every worker process through Redis."""
+    """Pacing shared by every worker process through Redis. Redis is an accelerator, never
+    a single point of failure: while it cannot be reached, each process paces on its own
+    (LocalPacer), so sending goes on (several workers may then go faster than the rate,
+    and the provider's 429s are retried), and the shared pace resumes when Redis answers."""
 
     def __init__(self, rates: dict[str, float], url: str, prefix: str = "petitionbot:pace:"):
         import redis
 
-        self.client = redis.Redis.from_url(url)
+        self.errors = (redis.RedisError, OSError)
+        self.client = redis.Redis.from_url(url, socket_connect_timeout=REDIS_TIMEOUT,
+                                           socket_timeout=REDIS_TIMEOUT)
         self.intervals = {c: 1 / (r * HEADROOM) for c, r in rates.items() if r}
         self.counts = {c: max(int(r), 1) for c, r in rates.items() if r}
         self.prefix = prefix
         self.script = self.client.register_script(RESERVE)
         self.admission = self.client.register_script(ADMIT)
         self.hold = self.client.register_script(PAUSE)
+        self.local = LocalPacer(rates)
+        self.down = False
+
+    def _shared(self, call: Callable[[], float], alone: Callable[[], float]) -> float:
+        try:
+            result = call()
+        except self.errors as error:
+            if not self.down:
+                log.warning("redis unavailable (%s): pacing in this process only",
+                            type(error).__name__)
+                self.down = True
+            return alone()
+        if self.down:
+            log.info("redis available again: pacing shared")
+            self.down = False
+        return result
 
     def wait(self, channel: str) -> float:
         delay = self.reserve(channel) or 0.0
@@ -148,18 +174,27 @@ class RedisPacer:
         interval = self.intervals.get(channel)
         if interval is None:
             return None
-        return float(self.script(keys=[self.prefix + channel], args=[interval, CATCH_UP]))
+        return self._shared(
+            lambda: float(self.script(keys=[self.prefix + channel], args=[interval, CATCH_UP])),
+            lambda: self.local.reserve(channel) or 0.0)
 
     def admit(self, channel: str) -> float:
         """Record a send now and return 0, or return how long to wait before trying again."""
         count = self.counts.get(channel)
         if count is None:
             return 0.0
-        return float(self.admission(keys=[self.prefix + "sent:" + channel],
-                                    args=[count, 1 + MARGIN]))
+        return self._shared(
+            lambda: float(self.admission(keys=[self.prefix + "sent:" + channel],
+                                         args=[count, 1 + MARGIN])),
+            lambda: self.local.admit(channel))
 
     def pause(self, channel: str, seconds: float) -> None:
-        self.hold(keys=[self.prefix + channel], args=[seconds])
+        def alone() -> float:
+            self.local.pause(channel, seconds)
+            return 0.0
+
+        self._shared(lambda: float(self.hold(keys=[self.prefix + channel], args=[seconds])
+                                   or 0.0), alone)
 
 
 def make_pacer(rates: dict[str, float], redis_url: str = "") -> Pacer:

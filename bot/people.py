@@ -65,19 +65,20 @@ _FIND_PARTS = (
     select(literal("who").label("kind"), identities.c.id, identities.c.supporter_id,
            identities.c.opted_out_at, identities.c.unreachable_at, identities.c.last_inbound_at,
            supporters.c.phone, conversations.c.step, conversations.c.data,
-           conversations.c.version, null(), null(), null())
+           conversations.c.version, null(), null(), null(), supporters.c.reply_times,
+           supporters.c.over_budget_at)
     .select_from(identities.outerjoin(conversations,
                                       conversations.c.identity_id == identities.c.id)
                  .outerjoin(supporters, supporters.c.id == identities.c.supporter_id))
     .where(*_IDENTITY),
     select(literal("signed"), signatures.c.number, null(), signatures.c.signed_at, null(),
            null(), signatures.c.name, petitions.c.slug, null(), null(), signatures.c.channel,
-           signatures.c.postcode, signatures.c.country)
+           signatures.c.postcode, signatures.c.country, null(), null())
     .join_from(signatures, petitions, petitions.c.id == signatures.c.petition_id)
     .where(signatures.c.supporter_id == select(identities.c.supporter_id)
            .where(*_IDENTITY).scalar_subquery()),
     select(literal("subscribed"), null(), null(), null(), null(), null(), null(),
-           petitions.c.slug, null(), null(), null(), null(), null())
+           petitions.c.slug, null(), null(), null(), null(), null(), null(), null())
     .join_from(subscriptions, petitions, petitions.c.id == subscriptions.c.petition_id)
     .where(subscriptions.c.identity_id == select(identities.c.id)
            .where(*_IDENTITY).scalar_subquery()))
@@ -97,7 +98,7 @@ def _find_and_record(dialect: str) -> Any:
                 .on_conflict_do_nothing(index_elements=["channel", "provider_id"])
                 .returning(inbound_messages.c.id).cte("recorded"))
     return union_all(*_FIND_PARTS, select(
-        literal("inbound"), select(recorded.c.id).scalar_subquery(), *[null()] * 11))
+        literal("inbound"), select(recorded.c.id).scalar_subquery(), *[null()] * 13))
 
 
 FIND_AND_RECORD = Prepared(_find_and_record)
@@ -147,6 +148,8 @@ class Who:
     step: str | None
     data: dict[str, Any] | None
     version: int | None
+    reply_times: list[float] | None = None  # the supporter's reply budget (bot.budget)
+    over_budget_at: datetime | None = None
     read: dict[str, Any] = field(default_factory=dict)
     # FIND's signature and subscription rows, and the supporter they were read for.
     rows: list[tuple[Any, ...]] = field(default_factory=list)
@@ -215,6 +218,7 @@ def _who(rows: list[tuple[Any, ...]]) -> Who | None:
     if found is None:
         return None
     who = Who(*found[1:10])
+    who.reply_times, who.over_budget_at = found[13], found[14]
     who.rows = [row for row in rows if row[0] in ("signed", "subscribed")]
     who.rows_for = who.supporter_id
     return who
@@ -286,6 +290,50 @@ def write(conn: Connection, who: Who) -> None:
         _write_statement(tuple(changed)).run(
             conn, {"p_id": who.id, **{f"p_{k}": v for k, v in changed.items()}})
         who.read.update(changed)
+
+
+SAVE_BUDGET = Prepared(update(supporters).where(supporters.c.id == bindparam("p_id"))
+                       .values(reply_times=bindparam("p_times"),
+                               over_budget_at=bindparam("p_noticed")))
+REPLIES_OF = Prepared(select(inbound_messages.c.replies)
+                      .where(inbound_messages.c.channel == bindparam("p_channel"),
+                             inbound_messages.c.provider_id == bindparam("p_provider_id")))
+FINISH_INBOUND = Prepared(update(inbound_messages)
+                          .where(inbound_messages.c.id == bindparam("p_id"))
+                          .values(identity_id=bindparam("p_identity"),
+                                  replies=bindparam("p_replies")))
+
+
+def save_budget(conn: Connection, who: Who, times: list[float],
+                noticed: datetime | None) -> None:
+    """The person's reply budget after this message (their supporter row is held)."""
+    if who.supporter_id is not None and (times != who.reply_times
+                                         or noticed != who.over_budget_at):
+        SAVE_BUDGET.run(conn, {"p_id": who.supporter_id, "p_times": times,
+                               "p_noticed": noticed})
+        who.reply_times, who.over_budget_at = times, noticed
+
+
+ERASED_INBOUND = Prepared(update(inbound_messages)
+                          .where(inbound_messages.c.id == bindparam("p_id"))
+                          .values(identity_id=None, body=None, replies=bindparam("p_replies")))
+
+
+def finish_inbound(conn: Connection, inbound_id: int, identity_id: int | None,
+                   replies: list[dict[str, Any]], erased: bool = False) -> None:
+    """The inbound row names its sender and keeps the answer, for a provider's retry; the
+    message that erased its sender keeps neither their words nor a link to them."""
+    if erased:
+        ERASED_INBOUND.run(conn, {"p_id": inbound_id, "p_replies": replies})
+    else:
+        FINISH_INBOUND.run(conn, {"p_id": inbound_id, "p_identity": identity_id,
+                                  "p_replies": replies})
+
+
+def replies_of(conn: Connection, channel: Channel, provider_id: str) -> list[dict[str, Any]]:
+    """What the first copy of a message was answered ([] once purged or erased)."""
+    stored = REPLIES_OF.scalar(conn, {"p_channel": channel.value, "p_provider_id": provider_id})
+    return stored if isinstance(stored, list) else []
 
 
 def facts(who: Who) -> SupporterView:
@@ -365,7 +413,7 @@ def erase_supporter(session: Session | Connection, supporter_id: int | None) -> 
     session.execute(delete(Subscription).where(Subscription.identity_id.in_(identity_ids)))
     session.execute(delete(Conversation).where(Conversation.identity_id.in_(identity_ids)))
     session.execute(update(InboundMessage).where(InboundMessage.identity_id.in_(identity_ids))
-                    .values(identity_id=None, body=None))
+                    .values(identity_id=None, body=None, replies=None))
     session.execute(delete(ConsentRecord).where(ConsentRecord.supporter_id == supporter_id))
     session.execute(update(Identity).where(Identity.supporter_id == supporter_id,
                                            Identity.opted_out_at.is_not(None))

@@ -125,9 +125,11 @@ def purge(session: Session, config: Config, now: dt.datetime) -> Report:
     report = Report()
     kept = config.retention
     cutoff = now - dt.timedelta(days=kept.inbound_text_days)
+    # The words and the answers kept for a retry go together (an answer may repeat a name).
     report.inbound_texts = _count(session.execute(
-        update(InboundMessage).where(InboundMessage.body.is_not(None),
-                                     InboundMessage.received_at < cutoff).values(body=None)))
+        update(InboundMessage).where(InboundMessage.body.is_not(None) | (
+            InboundMessage.replies.is_not(None)), InboundMessage.received_at < cutoff)
+        .values(body=None, replies=None)))
     slugs = expired_petitions(config, now)
     if slugs:
         _anonymise(session, list(session.scalars(
@@ -282,7 +284,7 @@ def _forget(session: Session, supporter_ids: Sequence[int], report: Report) -> N
             session.execute(delete(Subscription).where(Subscription.identity_id.in_(ids)))
             session.execute(delete(Conversation).where(Conversation.identity_id.in_(ids)))
             session.execute(update(InboundMessage).where(InboundMessage.identity_id.in_(ids))
-                            .values(identity_id=None, body=None))
+                            .values(identity_id=None, body=None, replies=None))
             report.deliveries += _count(session.execute(
                 delete(Delivery).where(Delivery.identity_id.in_(ids))))
         report.voices += _settle_voices(session, Voice.supporter_id.in_(chunk))

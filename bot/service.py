@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -27,12 +27,13 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot import budget, metrics, people
 from bot import conversation as core
-from bot import metrics, people
 from bot.broadcast import milestone_drafts, skip_pending_for
-from bot.budget import Budget, Verdict
+from bot.budget import Verdict
 from bot.config import Config
 from bot.conversation import Channel, Inbound, Outcome
+from bot.inputs import storable
 from bot.petitions import Catalogue
 from bot.postcodes import postcode_area
 from bot.render import Message
@@ -48,7 +49,7 @@ from models import (
     Voice,
 )
 from models.base import BigId
-from models.db import LOCK_TIMEOUT, lock_deadline, transaction
+from models.db import lock_deadline, transaction
 from models.prepared import Prepared
 from models.sql import insert_ignore, insert_ignore_statement
 
@@ -62,9 +63,6 @@ consent_records = cast(Table, ConsentRecord.__table__)
 subscriptions = cast(Table, Subscription.__table__)
 
 # Built once: every inbound message runs some of these.
-SET_INBOUND_IDENTITY = Prepared(update(inbound_messages)
-                                .where(inbound_messages.c.id == bindparam("p_id"))
-                                .values(identity_id=bindparam("p_identity")))
 NEW_SUBSCRIPTION = Prepared(lambda dialect: insert_ignore_statement(
     dialect, subscriptions, ("identity_id", "petition_id", "consent_id", "created_at"),
     ("identity_id", "petition_id")))
@@ -95,12 +93,14 @@ NEW_SIGNATURE = Prepared(insert(signatures).values(
     consent_id=func.coalesce(bindparam("p_consent", type_=BigId), LATEST_SIGN_CONSENT),
     signed_at=bindparam("p_now")))
 
+# How long an inbound message waits for SQLite's write lock before its webhook answers 503
+# (the provider retries): inside Twilio's 15 s timeout, so the answer is still heard.
+INBOUND_PATIENCE = 10.0
 KEPT_CONNECTIONS = 4     # idle connections kept for inbound messages, at most
 KEEP_CONNECTION = 300.0  # seconds before one goes back to the pool
 COUNTS_TTL = 1.0  # seconds a process may show a count before re-reading it
 LAST_INBOUND_PRECISION = timedelta(minutes=1)
 
-VOICES_TTL = 60.0
 SHOWN_VOICES = 3
 NATION_NAMES = {"england": "England", "scotland": "Scotland", "wales": "Wales",
                 "northern_ireland": "Northern Ireland", "crown_dependencies": "Channel Islands "
@@ -118,6 +118,15 @@ class Received:
     phone: str = ""        # E.164, when known: links the person's identities
     opt_out: str = ""      # the provider's own keyword match (Twilio OptOutType)
     contact: str = ""      # "own": `phone` is the sender's own shared contact; "other": refused
+
+    def __post_init__(self) -> None:
+        # Whatever the adapter was handed, the text is storable and renderable from here on:
+        # a NUL or a lone surrogate must not make the database refuse the message (and its
+        # provider retry it forever), nor a non-character make the reply invalid XML.
+        for name in ("text", "provider_id", "address"):
+            value = getattr(self, name)
+            if (cleaned := storable(value)) != value:
+                object.__setattr__(self, name, cleaned)
 
 
 @dataclass(frozen=True)
@@ -147,11 +156,10 @@ def utcnow() -> datetime:
 
 class Service:
     def __init__(self, config: Config, sessions: sessionmaker[Session],
-                 budget: Budget | None = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
         self.config = config
         self.sessions = sessions
-        self.budget = budget
+        self.abuse = config.abuse  # the reply budget (tests may set a smaller one)
         self.clock = clock
         self.catalogue = Catalogue(config.petitions)
         self.telegram_username = ""  # set once the bot knows its name: personal share links
@@ -160,7 +168,6 @@ class Service:
         if config.safeguarding.reply:
             overrides["signpost"] = config.safeguarding.reply
         self.texts = Texts(overrides)
-        self._voices: tuple[float, dict[str, tuple[tuple[str, str], ...]]] = (0.0, {})
         self._counts: tuple[float, dict[str, int]] = (0.0, {})
         self._petition_ids: dict[str, int] = {}
         self._idle: list[tuple[Connection, float]] = []  # see _take_connection
@@ -193,8 +200,8 @@ class Service:
         if self._one_at_a_time is None:
             yield
             return
-        deadline = time.monotonic() + LOCK_TIMEOUT  # for the turn and the write lock, both
-        if not self._one_at_a_time.acquire(timeout=LOCK_TIMEOUT):
+        deadline = time.monotonic() + INBOUND_PATIENCE  # the turn and the write lock, both
+        if not self._one_at_a_time.acquire(timeout=INBOUND_PATIENCE):
             raise OperationalError("inbound message", None, TimeoutError(
                 "this process's earlier messages took too long"))
         token = lock_deadline.set(deadline)
@@ -310,20 +317,32 @@ class Service:
         locked = people.lock(conn, msg.channel, msg.address)
         # The message's key before anything is written: a replay, even one that waited here
         # for its first copy, must touch nothing (creating the sender would bring back a
-        # person DELETE erased).
+        # person DELETE erased). It gets the first copy's answer again: the provider retries
+        # when that answer was lost on the way.
         who, inbound_id, settled = people.find_and_record(
             conn, msg.channel, msg.address, locked, msg.text[:1600], msg.provider_id, now)
-        if inbound_id is None:  # a replay: the first copy had the effect
-            return Handled((), duplicate=True)
+        if inbound_id is None:
+            stored = people.replies_of(conn, msg.channel, msg.provider_id)
+            return Handled(tuple(Message(r["text"], tuple(r["options"])) for r in stored),
+                           duplicate=True)
         if who is None:
             who = people.create(conn, msg.channel, msg.address, msg.phone, now)
         who = people.settle(conn, who, locked, msg.channel, msg.address, msg.phone, now)
-        if not settled:
-            SET_INBOUND_IDENTITY.run(conn, {"p_id": inbound_id, "p_identity": who.id})
         if msg.contact == "own" and msg.phone and msg.channel == Channel.TELEGRAM:
             people.link_phone(conn, who, msg.phone, now)
         if who.rows_for != who.supporter_id:  # linked to a supporter since FIND (written)
             who = people.find(conn, msg.channel, msg.address) or who
+        handled = self._answer(conn, who, msg, now)
+        if not settled or handled.replies or handled.step == "erased":
+            people.finish_inbound(conn, inbound_id, handled.identity_id, [
+                {"text": m.text, "options": list(m.options)} for m in handled.replies],
+                erased=handled.step == "erased")
+        return handled
+
+    def _answer(self, conn: Connection, who: people.Who, msg: Received,
+                now: datetime) -> Handled:
+        """Call the core for the sender found, spend their reply budget, apply what it
+        decided, and return the replies."""
         inbound = Inbound(msg.channel, msg.text, msg.provider_id, msg.opt_out, msg.contact)
         state = who.state
         facts = people.facts(who)
@@ -335,25 +354,22 @@ class Service:
                            offer_phone_link=offer_link,
                            distress_words=self.config.safeguarding.words)
         outcome = core.handle(state, inbound, ctx, now)  # pure: nothing happens until _apply
-        # After STOP nothing is said, so nothing is spent: else a stopped sender who keeps
-        # writing would get the over-budget notice, and then find their START refused.
-        silent = facts.opted_out and not outcome.replies
-        verdict = self.budget.spend(msg.channel.value, msg.address) if self.budget and (
-            not silent) else Verdict.REPLY
-        # A STOP is always acknowledged: an acknowledgement only follows a START, which is
-        # itself budgeted, so this cannot be turned into unbounded replies.
-        if verdict != Verdict.REPLY and not (core.wants_to_stop(inbound) and not facts.opted_out):
-            who.last_inbound_at = now
-            people.write(conn, who)
-            notice = (Message(self.texts.render(Phrase("over_budget"), self.common)),)
-            return Handled(notice if verdict == Verdict.NOTICE else (), identity_id=who.id,
-                           step=state.step.value)
+        verdict = self._spend(conn, who, facts, outcome, now)
+        if verdict != Verdict.REPLY:
+            if not core.binding_over_budget(state, outcome):  # nothing happens, unanswered
+                who.last_inbound_at = now
+                people.write(conn, who)
+                return Handled(self._notice() if verdict == Verdict.NOTICE else (),
+                               identity_id=who.id, step=state.step.value)
+            # STOP, START and DELETE still take effect; only the notice may be said.
+            outcome = replace(outcome, replies=())
         results = self._apply(conn, outcome, who, facts, msg, now)
+        said = self._render(outcome, results, msg.channel) if verdict == Verdict.REPLY else (
+            self._notice() if verdict == Verdict.NOTICE else ())
         if any(isinstance(e, core.Erase) for e in outcome.effects):
             self._counts = (0.0, self._counts[1])  # the next reader sees the change
         if results.get("erased"):
-            return Handled(self._render(outcome, results, msg.channel), identity_id=None,
-                           step="erased")
+            return Handled(said, identity_id=None, step="erased")
         # Minute precision is plenty for WhatsApp's 24-hour window, and saves a write.
         last = who.last_inbound_at
         if last is None or now - last > LAST_INBOUND_PRECISION or last > now:
@@ -361,17 +377,32 @@ class Service:
         who.unreachable_at = None  # they wrote to us: reachable again
         people.write(conn, who)
         people.save_conversation(conn, who, outcome.state, now)
-        replies = self._render(outcome, results, msg.channel)
-        return Handled(replies, identity_id=who.id, step=outcome.state.step.value,
+        return Handled(said, identity_id=who.id, step=outcome.state.step.value,
                        signed=bool(results.get("new_signature")), count=results.get("counted"))
+
+    def _spend(self, conn: Connection, who: people.Who, facts: core.SupporterView,
+               outcome: Outcome, now: datetime) -> Verdict:
+        """Count this answer against the person's reply budget (all their channels, every
+        process: it is kept on their supporter row, which this transaction holds)."""
+        if who.supporter_id is None or (facts.opted_out and not outcome.replies):
+            # Nothing said (a stopped sender writing again) costs nothing, so their START
+            # is never refused; a bare, opted-out identity has no budget until START.
+            return Verdict.REPLY
+        noticed = who.over_budget_at.timestamp() if who.over_budget_at else None
+        spent = budget.spend(who.reply_times, noticed, now.timestamp(),
+                             self.abuse.replies_per_window, self.abuse.window_seconds)
+        people.save_budget(conn, who, spent.reply_times, None if spent.noticed_at is None else
+                           datetime.fromtimestamp(spent.noticed_at, UTC))
+        return spent.verdict
+
+    def _notice(self) -> tuple[Message, ...]:
+        return (Message(self.texts.render(Phrase("over_budget"), self.common)),)
 
     # Loading -------------------------------------------------------------------------
 
     def voices(self, conn: Connection) -> dict[str, tuple[tuple[str, str], ...]]:
-        """The newest approved voices per petition, re-read at most once a minute."""
-        loaded_at, voices = self._voices
-        if time.monotonic() - loaded_at < VOICES_TTL:
-            return voices
+        """The newest approved voices per petition, read for each message: never kept in a
+        process, so a voice erased or withdrawn is gone from every process at once."""
         rows = conn.execute(
             select(Petition.slug, Voice.text, Voice.nation)
             .join(Petition, Petition.id == Voice.petition_id)
@@ -381,8 +412,7 @@ class Service:
         for slug, text, nation in rows:
             if len(fresh.setdefault(slug, [])) < SHOWN_VOICES:
                 fresh[slug].append((text, NATION_NAMES.get(nation or "", "a supporter")))
-        self._voices = (time.monotonic(), {k: tuple(v) for k, v in fresh.items()})
-        return self._voices[1]
+        return {k: tuple(v) for k, v in fresh.items()}
 
     def petition_id(self, conn: Connection | Session, slug: str) -> int:
         """A petition's row id (it never changes, so it is remembered)."""

@@ -93,3 +93,13 @@ def quiet_library_loggers() -> None:
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     # twilio's client logs each request's parameters (phone numbers) at INFO.
     logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
+
+
+def web_processes(database_url: str, cores: int) -> int:
+    """How many web processes to run by default, for `gunicorn.conf.py` and `petitionbot
+    serve` alike (WEB_CONCURRENCY, when set, wins): (2 x cores) + 1 on PostgreSQL, whose
+    requests wait on round trips; one per core on SQLite, whose writers take turns on a
+    lock file. Several processes count the same reply budget and login throttle either
+    way: both are kept in the database, not in a process (nor in Redis)."""
+    sqlite = database_url.strip().split(":", 1)[0].split("+", 1)[0].lower() in ("sqlite", "")
+    return max(1, cores) if sqlite else 2 * max(1, cores) + 1

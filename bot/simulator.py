@@ -108,7 +108,7 @@ class Sandbox:
                 erase_supporter(session, person)
             ids = list(session.scalars(select(Identity.id).where(mine)).all())
             session.execute(update(InboundMessage).where(InboundMessage.identity_id.in_(ids))
-                            .values(identity_id=None))
+                            .values(identity_id=None, body=None, replies=None))
             session.execute(delete(Subscription).where(Subscription.identity_id.in_(ids)))
             session.execute(delete(Conversation).where(Conversation.identity_id.in_(ids)))
             session.execute(delete(Identity).where(Identity.id.in_(ids)))

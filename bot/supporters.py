@@ -137,6 +137,7 @@ def subject_access(session: Session, supporter_id: int) -> dict[str, Any] | None
                     "publish_consent": v.publish_consent, "status": v.status,
                     "created_at": _iso(v.created_at)} for v in voices],
         "messages_received": [{"channel": m.channel, "text": m.body,
+                               "answered": [r.get("text") for r in m.replies or []],
                                "at": _iso(m.received_at)} for m in messages],
         "messages_sent": [{"announcement": d.announcement_id, "channel": d.channel,
                            "status": d.status, "sent_at": _iso(d.sent_at), "text": text}

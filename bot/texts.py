@@ -95,7 +95,7 @@ DEFAULTS: dict[str, str] = {
     "voices": "Why people signed:\n{lines}",
     "voice_line": "\"{text}\" ({place})",
     "over_budget": "You have sent us a lot of messages, so we will pause our replies for a "
-                   "few minutes.",
+                   "few minutes. STOP and DELETE still work meanwhile.",
 }
 
 # Button labels for Telegram; SMS and WhatsApp show the keyword itself.

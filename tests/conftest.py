@@ -7,9 +7,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from flask import Flask
@@ -30,10 +32,24 @@ TWILIO_SID = "AC" + "0" * 32
 TWILIO_TOKEN = "test-auth-token-0123456789abcdef"
 PUBLIC_URL = "https://petition.example.org"
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
+T = TypeVar("T")
 
 
 class NetworkAccessError(BaseException):
     """A test tried to reach a host off this machine (BaseException: no `except` hides it)."""
+
+
+def together(jobs: Sequence[Callable[[], T]]) -> list[T]:
+    """Run every job in its own thread, all released at once; results in order."""
+    barrier = threading.Barrier(len(jobs))
+
+    def run(job: Callable[[], T]) -> T:
+        barrier.wait(timeout=60)
+        return job()
+
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        futures = [pool.submit(run, job) for job in jobs]
+        return [future.result(timeout=120) for future in futures]
 
 
 def _is_local(host: object) -> bool:
@@ -135,14 +151,19 @@ def service(config: Config, sessions: sessionmaker[Session]) -> Service:
     return service
 
 
-@pytest.fixture
-def app(settings: Settings) -> Iterator[Flask]:
+def serving(settings: Settings) -> Iterator[Flask]:
+    """A web process's app on `settings` (its own service, caches and connections)."""
     from webhooks import create_app
 
     app = create_app(settings)
     app.config["TESTING"] = True
     yield app
     app.extensions["petitionbot"].engine.dispose()
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Flask]:
+    yield from serving(settings)
 
 
 @pytest.fixture

@@ -146,7 +146,7 @@ def test_the_stop_timeouts_leave_room_for_a_graceful_stop() -> None:
 
 
 @pytest.mark.parametrize(("database_url", "workers", "recycled"), [
-    ("sqlite:///petitionbot.db", "", False),                        # one process
+    ("sqlite:///petitionbot.db", "1", False),                       # one process
     ("sqlite:///petitionbot.db", "2", True),
     ("postgresql://db.example.org/petitionbot", "", True),          # (2 x cores) + 1
 ])

@@ -1,72 +1,60 @@
-"""The per-sender reply budget, in-process and shared through Redis."""
+"""The moving window behind the reply budget and the login throttle (pure)."""
 
 from __future__ import annotations
 
-import uuid
+from hypothesis import given
+from hypothesis import strategies as st
 
-import pytest
-
-from bot.budget import LocalReplyBudget, ReplyBudget, Verdict
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from bot.budget import Verdict, hit, spend
 
 
-def test_a_flooding_sender_gets_one_notice_then_silence_until_the_window_passes() -> None:
-    clock = Clock()
-    budget = LocalReplyBudget(3, 600, clock=clock)
-    said = [budget.spend("sms", "+447700900001") for _ in range(6)]
+def test_a_flooding_person_gets_one_notice_then_silence_until_the_window_passes() -> None:
+    times: list[float] = []
+    noticed: float | None = None
+    said = []
+    for second in range(6):
+        spent = spend(times, noticed, 1000.0 + second, per_window=3, window=600)
+        times, noticed = spent.reply_times, spent.noticed_at
+        said.append(spent.verdict)
     assert said == [Verdict.REPLY] * 3 + [Verdict.NOTICE, Verdict.SILENT, Verdict.SILENT]
-    assert budget.spend("sms", "+447700900002") == Verdict.REPLY  # someone else: unaffected
-    assert budget.spend("whatsapp", "+447700900001") == Verdict.REPLY  # another channel
-    clock.now += 601
-    assert budget.spend("sms", "+447700900001") == Verdict.REPLY
+    assert spend(times, noticed, 1601.0, 3, 600).verdict == Verdict.REPLY  # window passed
 
 
-def test_forgotten_senders_are_swept_and_keys_hold_no_phone_number() -> None:
-    clock = Clock()
-    budget = LocalReplyBudget(3, 60, clock=clock)
-    for n in range(100):
-        budget.spend("sms", f"+4477009{n:05d}")
-    assert not any("+44" in key for key in budget.hits)
-    clock.now += 61
-    budget.spend("sms", "+447700999999")
-    assert len(budget.hits) == 1
+def test_the_notice_comes_again_only_in_a_later_window() -> None:
+    full = [1000.0, 1001.0, 1002.0]
+    first = spend(full, None, 1003.0, 3, 600)
+    assert first.verdict == Verdict.NOTICE
+    assert spend(full, first.noticed_at, 1500.0, 3, 600).verdict == Verdict.SILENT
+    later = [1601.0, 1602.0, 1603.0]
+    assert spend(later, first.noticed_at, 1604.0, 3, 600).verdict == Verdict.NOTICE
 
 
-def test_the_redis_budget_is_shared_between_processes() -> None:
-    redis = pytest.importorskip("redis")
-    url = "redis://127.0.0.1:6379/7"
-    try:
-        redis.Redis.from_url(url).ping()
-    except redis.exceptions.ConnectionError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    address = f"+4477{uuid.uuid4().int % 10**8:08d}"
-    first, second = ReplyBudget(2, 60, url), ReplyBudget(2, 60, url)  # two processes
-    assert [first.spend("sms", address), second.spend("sms", address)] == [Verdict.REPLY] * 2
-    assert first.spend("sms", address) == Verdict.NOTICE
-    assert second.spend("sms", address) == Verdict.SILENT
+@given(st.lists(st.floats(0, 10_000), max_size=60), st.integers(1, 50),
+       st.floats(1, 5_000))
+def test_at_most_limit_hits_are_kept_and_counted(hits: list[float], limit: int,
+                                                 window: float) -> None:
+    now = 10_000.0
+    allowed, kept = hit(sorted(hits), now, limit, window)
+    recent = [t for t in hits if t > now - window]
+    assert allowed == (len(recent) < limit)
+    assert len(kept) <= limit
+    assert all(t > now - window for t in kept)
 
 
-def test_the_local_window_limiter_speaks_the_limits_api() -> None:
-    from limits import RateLimitItemPerSecond
-
-    from bot.budget import LocalWindowLimiter
-
-    clock = Clock()
-    limiter = LocalWindowLimiter(clock=clock)
-    five = RateLimitItemPerSecond(2, 900)
-    assert limiter.test(five, "login", "k") and limiter.hit(five, "login", "k")
-    assert limiter.hit(five, "login", "k") and not limiter.test(five, "login", "k")
-    assert not limiter.hit(five, "login", "k") and limiter.test(five, "login", "other")
-    limiter.clear(five, "login", "k")
-    assert limiter.test(five, "login", "k")
-    limiter.hit(five, "login", "k")
-    limiter.hit(five, "login", "k")
-    clock.now += 901
-    assert limiter.test(five, "login", "k")
+@given(st.lists(st.floats(0, 3_000), min_size=1, max_size=200), st.integers(1, 20))
+def test_in_any_window_at_most_the_limit_are_answered(arrivals: list[float],
+                                                      limit: int) -> None:
+    """Whatever the arrival times, no window of the budget's length holds more answered
+    messages than the limit, and at most one notice (DESIGN §8)."""
+    window = 600.0
+    times: list[float] = []
+    noticed: float | None = None
+    answered, notices = [], []
+    for now in sorted(arrivals):
+        spent = spend(times, noticed, now, limit, window)
+        times, noticed = spent.reply_times, spent.noticed_at
+        (answered if spent.verdict == Verdict.REPLY else notices if (
+            spent.verdict == Verdict.NOTICE) else []).append(now)
+    for start in answered + notices:
+        assert sum(start <= t < start + window for t in answered) <= limit
+        assert sum(start <= t < start + window for t in notices) <= 1
