@@ -476,7 +476,8 @@ def run_database(kind: str, plan: Plan, args: argparse.Namespace, workdir: Path)
     def outbox() -> tuple[int, int]:
         with sessions.begin() as session:
             announcement = broadcast.create(session, config, "sirt", TEXT, "bench", now=now)
-            queued = broadcast.approve(session, config, announcement, "bench", now)
+            queued = broadcast.approve(session, config, announcement, "bench", now,
+                                       operator=True)
             return announcement.id, queued
 
     outbox_s, (announcement_id, queued) = timed(outbox)

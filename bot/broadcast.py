@@ -9,6 +9,8 @@ them; a row is marked `sending` (committed) before its provider call, so a crash
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +38,11 @@ STOP_WORD = re.compile(r"\b(?:reply|send|text)\s+STOP\b", re.IGNORECASE)
 
 class BroadcastError(Exception):
     """A staff action that cannot be done (wrong state, unknown petition...)."""
+
+
+class ApprovalRefused(BroadcastError):
+    """This person may not approve this announcement (its author or last editor): an API
+    answers 403, not a conflict."""
 
 
 @dataclass(frozen=True)
@@ -107,14 +114,7 @@ def create(session: Session, config: Config, slug: str, text: str, created_by: s
            content_sid: str | None = None, variables: dict[str, Any] | None = None,
            milestone: int | None = None) -> Announcement:
     """A draft announcement."""
-    text = text.strip()
-    if not text:
-        raise BroadcastError("the announcement has no text")
-    if len(text) > 1200:
-        raise BroadcastError("keep an announcement under 1,200 characters")
-    unknown = set(audience.channels) - {c.value for c in Channel}
-    if unknown:
-        raise BroadcastError(f"unknown channel(s): {', '.join(sorted(unknown))}")
+    text = _checked(text, audience)
     petition_id = _petition_id(session, slug)
     announcement = Announcement(
         petition_id=petition_id, status="draft", text=text, channels=list(audience.channels),
@@ -150,12 +150,91 @@ def preview(session: Session, config: Config, announcement: Announcement,
                    whatsapp_template=bool(announcement.whatsapp_content_sid))
 
 
+def _checked(text: str, audience: Audience) -> str:
+    """The text as stored; BroadcastError if it or the audience cannot be sent."""
+    text = text.strip()
+    if not text:
+        raise BroadcastError("the announcement has no text")
+    if len(text) > 1200:
+        raise BroadcastError("keep an announcement under 1,200 characters")
+    unknown = set(audience.channels) - {c.value for c in Channel}
+    if unknown:
+        raise BroadcastError(f"unknown channel(s): {', '.join(sorted(unknown))}")
+    return text
+
+
+def edit(session: Session, announcement: Announcement, text: str, audience: Audience,
+         by: str, content_sid: str | None = None) -> bool:
+    """Change a draft's text and audience (whether anything changed).
+
+    Whoever changes it becomes its last editor (`edited_by`), whom approve() refuses as
+    its approver: otherwise an admin could rewrite someone else's draft and send it alone.
+    Saving it unchanged keeps the last editor, who must not be replaced by a mere look.
+    """
+    if announcement.status != "draft":
+        raise BroadcastError(f"only a draft can be edited; this one is {announcement.status}")
+    text = _checked(text, audience)
+    before = digest(announcement)
+    announcement.text = text
+    announcement.channels = list(audience.channels)
+    announcement.nations = list(audience.nations)
+    announcement.postcode_areas = [a.upper() for a in audience.postcode_areas]
+    announcement.test_group = audience.test_group
+    announcement.whatsapp_content_sid = content_sid or None
+    if digest(announcement) == before:
+        return False
+    announcement.edited_by = by
+    return True
+
+
+def digest(announcement: Announcement) -> str:
+    """A short fingerprint of what would be sent and to whom: an approval names the
+    version its approver saw, so a change made meanwhile is not approved unseen."""
+    content = json.dumps([announcement.text, sorted(announcement.channels or []),
+                          sorted(announcement.nations or []),
+                          sorted(announcement.postcode_areas or []),
+                          bool(announcement.test_group), announcement.whatsapp_content_sid,
+                          announcement.whatsapp_variables], sort_keys=True)
+    return hashlib.sha256(content.encode()).hexdigest()[:16]
+
+
+def approval_refusal(config: Config, announcement: Announcement, by: str) -> str | None:
+    """Why `by` may not approve this announcement ("you wrote it"), or None if they may.
+
+    The one home of the second-approval rule (DESIGN §8): with
+    `console.require_second_approval`, nobody approves an announcement whose text they
+    wrote or last edited, whichever staff path they use. A copy for the staff test group
+    reaches only staff, as any editor may send, so its sender may approve it.
+    """
+    if not config.console.require_second_approval or announcement.test_group:
+        return None
+    me = by.strip().casefold()
+    if me == (announcement.created_by or "").strip().casefold():
+        return "you wrote this announcement"
+    if me == (announcement.edited_by or "").strip().casefold():
+        return "you last edited this announcement"
+    return None
+
+
 def approve(session: Session, config: Config, announcement: Announcement, by: str,
-            now: dt.datetime, at: dt.datetime | None = None) -> int:
-    """Approve a draft: schedule it, or start it now (returns the recipients queued)."""
+            now: dt.datetime, at: dt.datetime | None = None, *, seen: str | None = None,
+            operator: bool = False) -> int:
+    """Approve a draft: schedule it, or start it now (returns the recipients queued).
+
+    `by` must not be its author or last editor (approval_refusal). `seen`, the digest of
+    the version the approver was shown, refuses a draft changed since. `operator` is for
+    the operator's command line only, which acts with the server's own authority and may
+    approve its own drafts; no staff path passes it.
+    """
     if announcement.status != "draft":
         raise BroadcastError(f"announcement {announcement.id} is {announcement.status}, "
                              "not a draft")
+    refusal = None if operator else approval_refusal(config, announcement, by)
+    if refusal:
+        raise ApprovalRefused(f"{refusal}, so another staff member must approve it")
+    if seen is not None and seen != digest(announcement):
+        raise BroadcastError(f"announcement {announcement.id} has changed since you saw it: "
+                             "check it again before approving")
     announcement.approved_by, announcement.approved_at = by, now
     if at is not None and at > now:
         announcement.status, announcement.scheduled_at = "scheduled", at
@@ -335,9 +414,10 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-__all__ = ["Audience", "BroadcastError", "Job", "Preview", "approve", "cancel", "compose",
-           "create", "finish_complete", "milestone_drafts", "pause", "preview",
-           "progress", "promote_due", "resume", "skip_pending_for", "start"]
+__all__ = ["ApprovalRefused", "Audience", "BroadcastError", "Job", "Preview",
+           "approval_refusal", "approve", "cancel", "compose", "create", "digest", "edit",
+           "finish_complete", "milestone_drafts", "pause", "preview", "progress",
+           "promote_due", "resume", "skip_pending_for", "start"]
 
 
 # Twilio status callbacks: where each status may come from, so a status never moves back.

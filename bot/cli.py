@@ -161,15 +161,21 @@ def _read_password() -> str:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--workers", default=lambda: int(os.environ.get("WEB_CONCURRENCY", "2")),
-              show_default="WEB_CONCURRENCY or 2", type=int)
+@click.option("--workers", default=lambda: int(os.environ.get("WEB_CONCURRENCY", "0")),
+              show_default="WEB_CONCURRENCY, or as gunicorn.conf.py: by database and cores",
+              type=int)
 @click.option("--threads", default=4, show_default=True, type=int)
 def serve(host: str, port: int, workers: int, threads: int) -> None:
     """The web part alone (webhooks, public JSON), under gunicorn."""
+    from bot.settings import web_processes
+
     settings = _settings()
     _config_or_exit(settings)
     require_current_schema(settings)
-    _serve(host, port, workers=workers, threads=threads)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    _serve(host, port, workers=workers or web_processes(settings.database_url, cores),
+           threads=threads)
 
 
 def _background(settings: Settings) -> list[subprocess.Popen[bytes]]:
@@ -301,7 +307,10 @@ def announce(slug: str, text: str, channels: tuple[str, ...], nations: tuple[str
             audit(session, by, "announcement.create", f"announcement:{announcement.id}",
                   {"via": "cli"}, now)
             if send or when:
-                queued = broadcast.approve(session, config, announcement, by, now, at=when)
+                # The operator approves their own draft: the second-approval rule is
+                # for staff (console, Telegram), not for whoever runs the server.
+                queued = broadcast.approve(session, config, announcement, by, now, at=when,
+                                           operator=True)
                 audit(session, by, "announcement.approve", f"announcement:{announcement.id}",
                       {"via": "cli", "recipients": queued}, now)
             announcement_id = announcement.id
@@ -424,8 +433,8 @@ def _act(announcement_id: int, action: str, at: str | None = None) -> None:
             if found is None:
                 raise broadcast.BroadcastError(f"no announcement {announcement_id}")
             if action == "approve":
-                broadcast.approve(session, config, found, by, now,
-                                  at=_local_time(at, config) if at else None)
+                broadcast.approve(session, config, found, by, now,  # the operator's tool
+                                  at=_local_time(at, config) if at else None, operator=True)
             elif action == "cancel":
                 broadcast.cancel(session, found, by, now)
             elif action == "pause":
@@ -452,17 +461,9 @@ def telegram_poll() -> None:
     if not settings.telegram_bot_token:
         raise click.ClickException("set TELEGRAM_BOT_TOKEN (from BotFather) first")
     require_current_schema(settings)
-    service = Service(config, make_sessions(make_engine(settings.database_url)),
-                      _budget(settings, config))
+    service = Service(config, make_sessions(make_engine(settings.database_url)))
     service.sync_petitions()
     run_polling(service, settings.telegram_bot_token, settings.telegram_api_base_url)
-
-
-def _budget(settings: Settings, config: Config) -> Any:
-    from bot.budget import ReplyBudget
-
-    return ReplyBudget.for_deployment(config.abuse.replies_per_window,
-                                      config.abuse.window_seconds, settings.redis_url)
 
 
 @main.group()

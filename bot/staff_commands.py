@@ -1,6 +1,12 @@
 """Staff commands in a chat (Telegram): /announce TEXT previews a draft with Send and
-Cancel buttons, /stats shows the count and delivery progress. Only staff ids from
-config `[staff] telegram_ids` may use them; anyone else is an ordinary supporter."""
+Cancel buttons, /approve ID shows another's draft with the same buttons, /stats shows the
+count and delivery progress. Only staff ids from config `[staff] telegram_ids` may use
+them; anyone else is an ordinary supporter.
+
+Send goes through broadcast.approve like the console's Approve: when config requires a
+second approval, the author (or last editor) of a draft cannot send it, and another staff
+member uses /approve. The Send button names the version it showed (broadcast.digest), so
+a draft changed since is not sent unseen."""
 
 from __future__ import annotations
 
@@ -18,7 +24,9 @@ from models.sql import insert_ignore
 
 SEND = "ANNOUNCE_SEND_"
 CANCEL = "ANNOUNCE_CANCEL_"
-ACTION = re.compile(rf"^({SEND}|{CANCEL})(\d{{1,12}})$")
+# ANNOUNCE_SEND_<id>_<digest>: 64 bytes at most, Telegram's limit for callback data.
+ACTION = re.compile(rf"^({SEND}|{CANCEL})(\d{{1,12}})(?:_([0-9a-f]{{16}}))?$")
+APPROVE = re.compile(r"^\d{1,12}$")
 
 
 @dataclass(frozen=True)
@@ -29,7 +37,8 @@ class StaffReply:
 
 def is_staff_command(text: str) -> bool:
     first = text.strip().split(maxsplit=1)[0].lower() if text.strip() else ""
-    return first.split("@")[0] in ("/announce", "/stats") or bool(ACTION.match(text.strip()))
+    return first.split("@")[0] in ("/announce", "/approve", "/stats") or bool(
+        ACTION.match(text.strip()))
 
 
 def handle(service: Service, user_id: int, text: str, provider_id: str) -> list[StaffReply]:
@@ -56,16 +65,26 @@ def handle(service: Service, user_id: int, text: str, provider_id: str) -> list[
                                          now=now)
                 audit(session, who, "announcement.create", f"announcement:{draft.id}",
                       {"via": "telegram"}, now)
-                lines = broadcast.preview(session, config, draft, now).lines()
-                return [StaffReply("\n".join(lines), (("Send", f"{SEND}{draft.id}"),
-                                                      ("Cancel", f"{CANCEL}{draft.id}")))]
+                return [_for_approval(session, service, draft, who)]
+            if command == "/approve":
+                if not APPROVE.match(rest.strip()):
+                    return [StaffReply("Usage: /approve ID (the announcement's number)")]
+                shown = session.get(Announcement, int(rest.strip()))
+                if shown is None:
+                    return [StaffReply("That announcement no longer exists.")]
+                if shown.status != "draft":
+                    return [StaffReply(f"Announcement {shown.id} is {shown.status}, not a "
+                                       "draft.")]
+                return [_for_approval(session, service, shown, who)]
             action = ACTION.match(text.strip())
             if action:
-                found = session.get(Announcement, int(action.group(2)))
+                # Locked (PostgreSQL) so an edit cannot slip in between check and approval.
+                found = session.get(Announcement, int(action.group(2)), with_for_update=True)
                 if found is None:
                     return [StaffReply("That announcement no longer exists.")]
                 if action.group(1) == SEND:
-                    queued = broadcast.approve(session, config, found, who, now)
+                    queued = broadcast.approve(session, config, found, who, now,
+                                               seen=action.group(3))
                     audit(session, who, "announcement.approve", f"announcement:{found.id}",
                           {"via": "telegram", "recipients": queued}, now)
                     return [StaffReply(f"Announcement {found.id} queued for {queued:,} "
@@ -77,6 +96,21 @@ def handle(service: Service, user_id: int, text: str, provider_id: str) -> list[
         except broadcast.BroadcastError as error:
             return [StaffReply(str(error))]
     return []
+
+
+def _for_approval(session: Session, service: Service, found: Announcement,
+                  who: str) -> StaffReply:
+    """The preview with Send and Cancel; only Cancel (and who approves) for whoever may
+    not approve it themselves."""
+    lines = broadcast.preview(session, service.config, found, service.clock()).lines()
+    cancel = ("Cancel", f"{CANCEL}{found.id}")
+    refusal = broadcast.approval_refusal(service.config, found, who)
+    if refusal:
+        lines.append(f"{refusal[:1].upper()}{refusal[1:]}, so another staff member must "
+                     f"approve it: they send /approve {found.id}")
+        return StaffReply("\n".join(lines), (cancel,))
+    send = ("Send", f"{SEND}{found.id}_{broadcast.digest(found)}")
+    return StaffReply("\n".join(lines), (send, cancel))
 
 
 def _stats(service: Service, session: Session) -> str:

@@ -111,7 +111,7 @@ def broadcast_now(app: Flask, config: Config, sessions: sessionmaker[Session],
     with sessions.begin() as session:
         draft = broadcast.create(session, config, "sirt", ANNOUNCEMENT, "cli:test", Audience(),
                                  now=now)
-        broadcast.approve(session, config, draft, "cli:test", now)
+        broadcast.approve(session, config, draft, "cli:test", now, operator=True)
     quiet = dataclasses.replace(config, broadcast=dataclasses.replace(
         config.broadcast, quiet_hours=None))
     gateway = TelegramGateway(telegram.token, telegram.base_url)

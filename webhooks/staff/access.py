@@ -1,12 +1,16 @@
 """Who may do what in the console: login sessions, roles, the audit helper, the console's
-per-process state (login limiter, figures cache, simulator sandbox), error pages and
-security headers."""
+per-process state (figures cache, simulator sandbox), error pages and security headers.
+
+A login session is a row in `staff_sessions` (bot/staff.py): the Flask-Login id in the
+signed cookie names it by a random token, and every request looks it up, so a logout or
+the 12-hour limit ends it on every process at once, even for a copy of the cookie."""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
 import hashlib
+import hmac
 import threading
 import time
 from collections.abc import Callable
@@ -26,16 +30,12 @@ from flask import (
     url_for,
 )
 from flask_login import LoginManager, UserMixin, current_user
-from limits import RateLimitItemPerMinute
-from limits.storage import storage_from_string
-from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
 from bot import staff as accounts
-from bot.budget import LocalWindowLimiter
+from bot.inputs import storable
 from bot.simulator import Sandbox
-from models import StaffUser
 from webhooks import runtime
 from webhooks.staff import bp
 
@@ -43,10 +43,8 @@ View = TypeVar("View", bound=Callable[..., Any])
 
 # endpoint -> the least role that may use it ("public": no login)
 ROLES: dict[str, str] = {"staff.static": "public"}
-SESSION_HOURS = 8
 CACHE_SECONDS = 10.0
-LOGIN_PER_EMAIL = RateLimitItemPerMinute(5, 15)   # failed logins per account per 15 min
-LOGIN_PER_IP = RateLimitItemPerMinute(20, 15)     # failed logins per address per 15 min
+MAX_PAGE = 100_000  # a page number beyond this is no page (and no database overflow)
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
 
@@ -59,9 +57,10 @@ class Principal(UserMixin):  # type: ignore[misc]
     email: str
     role: str
     tag: str  # fingerprint of the password hash: a new password ends old sessions
+    token: str  # names this sign-in's row in staff_sessions (only its hash is stored)
 
     def get_id(self) -> str:
-        return f"{self.id}:{self.tag}"
+        return f"{self.id}:{self.tag}:{self.token}"
 
     def may(self, role: str) -> bool:
         return accounts.may(self.role, role)
@@ -96,7 +95,6 @@ class TTLCache:
 
 @dataclass
 class Console:
-    limiter: MovingWindowRateLimiter | LocalWindowLimiter
     cache: TTLCache = field(default_factory=lambda: TTLCache(CACHE_SECONDS))
     _sandbox: Sandbox | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -126,8 +124,11 @@ def console() -> Console:
 
 
 def init_app(app: Flask) -> None:
-    app.config.setdefault("PERMANENT_SESSION_LIFETIME", dt.timedelta(hours=SESSION_HOURS))
-    # A form's token lasts as long as the login (8 idle hours), not one hour: a long
+    # Set, not setdefault: Flask always has this key (31 days). The cookie goes when the
+    # sign-in's row does (staff_sessions.expires_at, counted from sign-in, not from the
+    # last request), which is what actually ends the session.
+    app.config["PERMANENT_SESSION_LIFETIME"] = accounts.SESSION_LIFETIME
+    # A form's token lasts as long as the login (at most 12 hours), not one hour: a long
     # announcement written slowly must not be refused on saving.
     app.config["WTF_CSRF_TIME_LIMIT"] = None
     manager = LoginManager()
@@ -135,22 +136,20 @@ def init_app(app: Flask) -> None:
     manager.session_protection = "basic"
     manager.user_loader(_load_user)
     manager.unauthorized_handler(_unauthorized)
-    # Shared through Redis when REDIS_URL is set, so every process counts the same failures.
-    redis_url: str = app.extensions["petitionbot"].settings.redis_url
-    limiter = MovingWindowRateLimiter(storage_from_string(redis_url)) if redis_url else (
-        LocalWindowLimiter())
-    app.extensions["petitionbot.staff"] = Console(limiter)
+    app.extensions["petitionbot.staff"] = Console()
 
 
 def _load_user(user_id: str) -> Principal | None:
-    number, _, tag = user_id.partition(":")
-    if not number.isdigit():
-        return None
+    """The staff member of an open sign-in: refused if the sign-in is unknown, ended
+    (logout) or expired, or the password has changed since (its tag)."""
+    number, tag, token = [*user_id.split(":", 2), "", ""][:3]
+    if not (number.isdigit() and len(number) <= 18 and tag and token):
+        return None  # includes cookies from before sign-ins were stored: log in again
     with runtime().sessions() as session:
-        user = session.get(StaffUser, int(number))
-        if user is None or not user.active or accounts.fingerprint(user.password_hash) != tag:
+        user = accounts.session_user(session, int(number), token, now())
+        if user is None or accounts.fingerprint(user.password_hash) != tag:
             return None
-        return Principal(user.id, user.email, user.role, tag)
+        return Principal(user.id, user.email, user.role, tag, token)
 
 
 def _unauthorized() -> Any:
@@ -199,8 +198,28 @@ def record(session: Session, action: str, target: str | None = None,
 
 
 def hashed(value: str) -> str:
-    """A rate-limit key that keeps no email or address in the limiter's storage."""
-    return hashlib.sha256(value.encode()).hexdigest()[:32]
+    """A stand-in for an email or address in the audit log: keyed by the app's secret, so
+    it cannot be reversed by hashing every address, yet equal values still match."""
+    secret = str(current_app.config["SECRET_KEY"]).encode()
+    return hmac.new(secret, value.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def page_number() -> int:
+    """The `page` query parameter, 1 to MAX_PAGE (anything else is the first page)."""
+    page = request.args.get("page", 1, type=int)
+    return page if 1 <= page <= MAX_PAGE else 1
+
+
+@bp.before_request
+def refuse_unstorable() -> None:
+    """Text no database can hold (NUL, lone surrogates...; bot.inputs.storable) in a query
+    or a form is a 400 here, not a database error later: PostgreSQL refuses a NUL even in
+    a search or in the login's email. Passwords are only hashed, never stored or searched."""
+    fields = [*request.args.items(multi=True), *(
+        (k, v) for k, v in request.form.items(multi=True) if k != "password")]
+    if any(storable(k) != k or storable(v) != v for k, v in fields):
+        abort(400, "That contains characters the console cannot store; remove them and "
+                   "try again.")
 
 
 @bp.errorhandler(HTTPException)

@@ -1,5 +1,6 @@
 """What changes an announcement's course: a test to the staff test group, approval
-(send now or schedule; by a second person when config requires it), cancel, pause,
+(send now or schedule; by someone other than its author and last editor when config
+requires it, a rule broadcast.approve applies on every path), cancel, pause,
 resume, discard a draft. Each is audited; a refused action changes nothing."""
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from webhooks.staff.announcements import _described, _get
 from webhooks.staff.forms import ActionForm, ApproveForm
 
 
-@route("/announcements/<int:announcement_id>/test", "editor", methods=["POST"])
+@route("/announcements/<id:announcement_id>/test", "editor", methods=["POST"])
 def send_test(announcement_id: int) -> Any:
     """A copy of the announcement, to the staff test group only, sent at once."""
     rt = runtime()
@@ -46,7 +47,7 @@ def send_test(announcement_id: int) -> Any:
     return redirect(url_for("staff.announcement", announcement_id=test_id))
 
 
-@route("/announcements/<int:announcement_id>/approve", "admin", methods=["POST"])
+@route("/announcements/<id:announcement_id>/approve", "admin", methods=["POST"])
 def approve(announcement_id: int) -> Any:
     form = ApproveForm()
     rt = runtime()
@@ -66,10 +67,10 @@ def approve(announcement_id: int) -> Any:
     try:
         with rt.sessions.begin() as session:
             found = _get(session, announcement_id, lock=True)
-            if rt.config.console.require_second_approval and found.created_by == me().email:
-                raise broadcast.BroadcastError("you wrote this announcement, so another staff "
-                                               "member must approve it")
-            queued = broadcast.approve(session, rt.config, found, me().email, now(), at=at)
+            # approve() refuses its author and last editor, and a version changed since
+            # the page that was approved was shown.
+            queued = broadcast.approve(session, rt.config, found, me().email, now(), at=at,
+                                       seen=form.seen.data or None)
             record(session, "announcement.approve", f"announcement:{found.id}",
                    {**_described(found), "scheduled_at": at.isoformat() if at else None,
                     "queued": queued})
@@ -81,7 +82,7 @@ def approve(announcement_id: int) -> Any:
     return _back(announcement_id)
 
 
-@route("/announcements/<int:announcement_id>/cancel", "admin", methods=["POST"])
+@route("/announcements/<id:announcement_id>/cancel", "admin", methods=["POST"])
 def cancel(announcement_id: int) -> Any:
     def act(session: Session, found: Announcement) -> str:
         skipped = broadcast.cancel(session, found, me().email, now())
@@ -90,7 +91,7 @@ def cancel(announcement_id: int) -> Any:
     return _act(announcement_id, "announcement.cancel", act)
 
 
-@route("/announcements/<int:announcement_id>/discard", "editor", methods=["POST"])
+@route("/announcements/<id:announcement_id>/discard", "editor", methods=["POST"])
 def discard(announcement_id: int) -> Any:
     def act(session: Session, found: Announcement) -> str:
         if found.status != "draft":
@@ -102,7 +103,7 @@ def discard(announcement_id: int) -> Any:
     return _act(announcement_id, "announcement.discard", act)
 
 
-@route("/announcements/<int:announcement_id>/pause", "admin", methods=["POST"])
+@route("/announcements/<id:announcement_id>/pause", "admin", methods=["POST"])
 def pause(announcement_id: int) -> Any:
     def act(session: Session, found: Announcement) -> str:
         broadcast.pause(session, found)
@@ -111,7 +112,7 @@ def pause(announcement_id: int) -> Any:
     return _act(announcement_id, "announcement.pause", act)
 
 
-@route("/announcements/<int:announcement_id>/resume", "admin", methods=["POST"])
+@route("/announcements/<id:announcement_id>/resume", "admin", methods=["POST"])
 def resume(announcement_id: int) -> Any:
     def act(session: Session, found: Announcement) -> str:
         broadcast.resume(session, found)

@@ -63,7 +63,7 @@ def compose() -> Any:
     return render_template("staff/compose.html", form=form, editing=None)
 
 
-@route("/announcements/<int:announcement_id>/edit", "editor", methods=["GET", "POST"])
+@route("/announcements/<id:announcement_id>/edit", "editor", methods=["GET", "POST"])
 def edit(announcement_id: int) -> Any:
     rt = runtime()
     with rt.sessions() as session:
@@ -76,22 +76,23 @@ def edit(announcement_id: int) -> Any:
         "areas": ", ".join(found.postcode_areas), "test_group": found.test_group,
         "template_sid": found.whatsapp_content_sid or ""})
     if form.validate_on_submit():
-        with rt.sessions.begin() as session:
-            draft = _get(session, announcement_id, lock=True)
-            still_draft = draft.status == "draft"  # an admin may have approved it meanwhile
-            if still_draft:
-                audience = _audience(form)
-                draft.text = (form.text.data or "").strip()
-                draft.channels, draft.nations = list(audience.channels), list(audience.nations)
-                draft.postcode_areas = list(audience.postcode_areas)
-                draft.test_group = audience.test_group
-                draft.whatsapp_content_sid = form.template_sid.data or None
-                record(session, "announcement.edit", f"announcement:{draft.id}",
-                       _described(draft))
-        if still_draft:
-            flash("Draft updated.", "info")
+        try:
+            with rt.sessions.begin() as session:
+                draft = _get(session, announcement_id, lock=True)
+                if draft.status != "draft":  # an admin may have approved it meanwhile
+                    raise broadcast.BroadcastError("not saved: the announcement is no longer "
+                                                   "a draft")
+                # broadcast.edit records who changed it: they may not approve it now.
+                changed = broadcast.edit(session, draft, form.text.data or "",
+                                         _audience(form), me().email,
+                                         form.template_sid.data or None)
+                if changed:
+                    record(session, "announcement.edit", f"announcement:{draft.id}",
+                           _described(draft))
+        except broadcast.BroadcastError as error:  # raised inside: nothing was committed
+            flash(str(error)[:1].upper() + str(error)[1:] + ".", "error")
         else:
-            flash("Not saved: the announcement is no longer a draft.", "error")
+            flash("Draft updated." if changed else "Nothing was changed.", "info")
         return redirect(url_for("staff.announcement", announcement_id=announcement_id))
     return render_template("staff/compose.html", form=form, editing=found)
 
@@ -147,21 +148,22 @@ def preview_data(session: Session, config: Config, draft: Announcement) -> dict[
     return data
 
 
-@route("/announcements/<int:announcement_id>", "viewer")
+@route("/announcements/<id:announcement_id>", "viewer")
 def announcement(announcement_id: int) -> Any:
     rt = runtime()
     with rt.sessions() as session:
         found = _get(session, announcement_id)
         data = preview_data(session, rt.config, found)
         counts = broadcast.progress(session, announcement_id)
-    own = found.created_by == me().email
-    blocked = own and rt.config.console.require_second_approval
+    # The same rule approve() applies, said before the admin tries.
+    blocked = broadcast.approval_refusal(rt.config, found, me().email)
     return render_template("staff/announcement.html", a=found, preview=data, counts=counts,
-                           approve_form=ApproveForm(), action=ActionForm(), blocked=blocked,
+                           approve_form=ApproveForm(seen=broadcast.digest(found)),
+                           action=ActionForm(), blocked=blocked,
                            test_group=rt.config.staff.test_group, active=ACTIVE)
 
 
-@route("/announcements/<int:announcement_id>/progress.json", "viewer")
+@route("/announcements/<id:announcement_id>/progress.json", "viewer")
 def progress_json(announcement_id: int) -> Any:
     """Polled every 2 s by each open page: one GROUP BY, shared for a second or two."""
 

@@ -9,14 +9,14 @@ from sqlalchemy import func, select
 
 from models import AuditEntry
 from webhooks import runtime
-from webhooks.staff.access import route
+from webhooks.staff.access import page_number, route
 
 PAGE = 50
 
 
 @route("/audit", "admin")
 def audit() -> Any:
-    page = max(request.args.get("page", 1, type=int), 1)
+    page = page_number()
     actor = request.args.get("actor", "").strip()[:254]
     action = request.args.get("action", "").strip()[:64]
     query = select(AuditEntry)

@@ -1,27 +1,29 @@
-"""Logging in and out. Failed logins are limited per account and per address (the
-`limits` library: in memory, or in Redis when REDIS_URL is set, so every process shares
-the count); while either limit is reached no password is even checked."""
+"""Logging in and out.
+
+Login attempts are throttled in the database (bot/throttle.py: per account and address,
+per address, per account), counted before the password is checked, so a burst of guesses
+at once is held to the limit on every process, Redis or not; while a limit is reached no
+password is even checked. A login opens a sign-in row (bot/staff.py) that logout ends.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import flash, redirect, render_template, request, session, url_for
+from flask import current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import login_user, logout_user
 
 from bot import staff as accounts
+from bot import throttle
 from webhooks import runtime
-from webhooks.staff.access import (
-    LOGIN_PER_EMAIL,
-    LOGIN_PER_IP,
-    Principal,
-    console,
-    hashed,
-    now,
-    route,
-)
+from webhooks.staff.access import Principal, hashed, me, now, route
 from webhooks.staff.forms import ActionForm, LoginForm
+
+# A plain path (and query) inside the console: printable ASCII only, no backslash (some
+# browsers read it as "/"), so no control character can reach the Location header.
+_CONSOLE_PATH = re.compile(r"/staff/[\x21-\x5b\x5d-\x7e]*")
 
 
 @route("/login", "public", methods=["GET", "POST"])
@@ -30,27 +32,29 @@ def login() -> Any:
     if not form.validate_on_submit():
         return render_template("staff/login.html", form=form,
                                first_run=request.method == "GET" and _no_staff())
-    limiter = console().limiter
+    rt = runtime()
     email = accounts.normalise_email(form.email.data or "")
-    keys = ((LOGIN_PER_EMAIL, "staff-login-email", hashed(email)),
-            (LOGIN_PER_IP, "staff-login-ip", hashed(request.remote_addr or "")))
-    if not all(limiter.test(item, name, key) for item, name, key in keys):
+    address = request.remote_addr or ""
+    keys = throttle.LoginKeys.of(str(current_app.config["SECRET_KEY"]), email, address)
+    attempted = now()
+    with rt.sessions.begin() as db:  # committed before the (slow) password check
+        allowed = throttle.login_attempt(db, keys, attempted)
+    if not allowed:
         return render_template("staff/login.html", form=form, limited=True), 429
-    with runtime().sessions.begin() as db:
+    with rt.sessions.begin() as db:
         user = accounts.authenticate(db, email, form.password.data or "", now())
         if user is None:
-            for item, name, key in keys:
-                limiter.hit(item, name, key)
             accounts.audit(db, email, "login.failed", None,
-                           {"address": hashed(request.remote_addr or "")[:12]}, now())
+                           {"address": hashed(address)[:12]}, now())
         else:
+            token = accounts.open_session(db, user, now())
             principal = Principal(user.id, user.email, user.role,
-                                  accounts.fingerprint(user.password_hash))
+                                  accounts.fingerprint(user.password_hash), token)
+            throttle.login_succeeded(db, keys, attempted, now())
             accounts.audit(db, user.email, "login", None, None, now())
     if user is None:
         flash("That email and password do not match an account.", "error")
         return render_template("staff/login.html", form=form), 401
-    limiter.clear(LOGIN_PER_EMAIL, "staff-login-email", hashed(email))
     session.clear()  # a fresh session: nothing from before the login survives
     session.permanent = True
     login_user(principal)
@@ -60,6 +64,8 @@ def login() -> Any:
 @route("/logout", "viewer", methods=["POST"])
 def logout() -> Any:
     ActionForm()  # CSRF was checked before the view; the form only documents it
+    with runtime().sessions.begin() as db:  # ended for every copy of the cookie
+        accounts.close_session(db, me().token, now())
     logout_user()
     session.clear()
     flash("You are logged out.", "info")
@@ -67,11 +73,11 @@ def logout() -> Any:
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a path inside the console: never another site (an open redirect)."""
-    if target:
+    """Only a plain path inside the console: never another site (an open redirect), and
+    never a control character, backslash or "//" that could bend the Location header."""
+    if target and _CONSOLE_PATH.fullmatch(target):
         parts = urlsplit(target)
-        if not parts.scheme and not parts.netloc and target.startswith("/staff/") and (
-                not target.startswith("//")):
+        if not parts.scheme and not parts.netloc and "//" not in parts.path:
             return target
     return url_for("staff.dashboard")
 

@@ -9,6 +9,7 @@ from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     DateTimeLocalField,
+    HiddenField,
     PasswordField,
     RadioField,
     SelectMultipleField,
@@ -79,6 +80,8 @@ class ApproveForm(FlaskForm):
                       default="now")
     at = DateTimeLocalField("Send at (UK time)", format="%Y-%m-%dT%H:%M",
                             validators=[Optional()])
+    # broadcast.digest of the version on the page: a draft edited since is not approved.
+    seen = HiddenField(validators=[Optional(), Length(max=64)])
 
 
 class ActionForm(FlaskForm):

@@ -27,7 +27,7 @@ def supporters() -> Any:
                            limit=people.LIMIT)
 
 
-@route("/supporters/<int:supporter_id>", "admin")
+@route("/supporters/<id:supporter_id>", "admin")
 def supporter(supporter_id: int) -> Any:
     with runtime().sessions.begin() as session:
         data = people.subject_access(session, supporter_id)
@@ -38,7 +38,7 @@ def supporter(supporter_id: int) -> Any:
                            masked=_masked(data))
 
 
-@route("/supporters/<int:supporter_id>/export.json", "admin", methods=["POST"])
+@route("/supporters/<id:supporter_id>/export.json", "admin", methods=["POST"])
 def export_supporter(supporter_id: int) -> Any:
     """Everything we hold about one person, as a JSON download (a subject access request)."""
     ActionForm()
@@ -56,7 +56,7 @@ def export_supporter(supporter_id: int) -> Any:
         "Content-Disposition": f'attachment; filename="supporter-{supporter_id}.json"'})
 
 
-@route("/supporters/<int:supporter_id>/erase", "admin", methods=["GET", "POST"])
+@route("/supporters/<id:supporter_id>/erase", "admin", methods=["GET", "POST"])
 def erase_supporter(supporter_id: int) -> Any:
     form = EraseForm()
     with runtime().sessions() as session:

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 
 from models import Voice
 from webhooks import runtime
-from webhooks.staff.access import me, now, record, route
+from webhooks.staff.access import me, now, page_number, record, route
 from webhooks.staff.forms import ActionForm
 
 PAGE = 50
@@ -24,7 +24,7 @@ def voices() -> Any:
     status = request.args.get("status", "pending")
     if status not in STATUSES:
         status = "pending"
-    page = max(request.args.get("page", 1, type=int), 1)
+    page = page_number()
     with runtime().sessions() as session:
         order = ((Voice.flagged.desc(), Voice.created_at, Voice.id) if status == "pending"
                  else (Voice.moderated_at.desc(), Voice.id.desc()))
@@ -39,12 +39,12 @@ def voices() -> Any:
                            action=ActionForm(), statuses=STATUSES)
 
 
-@route("/voices/<int:voice_id>/approve", "admin", methods=["POST"])
+@route("/voices/<id:voice_id>/approve", "admin", methods=["POST"])
 def approve_voice(voice_id: int) -> Any:
     return _moderate(voice_id, "approved")
 
 
-@route("/voices/<int:voice_id>/reject", "admin", methods=["POST"])
+@route("/voices/<id:voice_id>/reject", "admin", methods=["POST"])
 def reject_voice(voice_id: int) -> Any:
     return _moderate(voice_id, "rejected")
 
