@@ -9,13 +9,13 @@ from pathlib import Path
 from flask import Flask, Request, Response, current_app, jsonify
 from flask.sessions import NullSession, SecureCookieSession, SecureCookieSessionInterface
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 
-from bot.budget import ReplyBudget
 from bot.channels.telegram import TelegramGateway
 from bot.config import Config, load_config
+from bot.db_errors import database_unavailable
 from bot.service import Service
 from bot.settings import Settings, local_secret_key, quiet_library_loggers
 from models.db import make_engine, make_sessions
@@ -23,6 +23,7 @@ from models.db import make_engine, make_sessions
 log = logging.getLogger("petitionbot.web")
 
 MAX_BODY = 64 * 1024  # Twilio's largest form is a few KiB; anything near this is not Twilio
+RETRY_AFTER_SECONDS = 5  # a 503's Retry-After: how soon a database outage may be over
 
 
 @dataclass
@@ -62,9 +63,7 @@ def create_app(config: Settings | None = None) -> Flask:
     content = load_config(settings.config_path)
     engine = make_engine(settings.database_url)
     sessions = make_sessions(engine)
-    budget = ReplyBudget.for_deployment(content.abuse.replies_per_window,
-                                        content.abuse.window_seconds, settings.redis_url)
-    service = Service(content, sessions, budget)
+    service = Service(content, sessions)
     service.sync_petitions()
 
     app = Flask(__name__)
@@ -99,10 +98,16 @@ def create_app(config: Settings | None = None) -> Flask:
 
     @app.errorhandler(SQLAlchemyError)
     def database_error(error: SQLAlchemyError) -> tuple[Response, int]:
-        # 5xx so the provider retries; the transaction was rolled back, nothing committed.
-        log.error("database error: %s", type(error).__name__,
-                  exc_info=not isinstance(error, OperationalError))
-        return jsonify(error="service unavailable, try again"), 503
+        # The transaction was rolled back, nothing committed. Only an unavailable database
+        # is a 503 (the provider retries, and so may the caller); any other database error
+        # is a bug (the same request would fail again), logged with its traceback.
+        if database_unavailable(error):
+            log.error("database unavailable: %s", type(error).__name__)
+            response = jsonify(error="service unavailable, try again")
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response, 503
+        log.error("database error: %s", type(error).__name__, exc_info=error)
+        return jsonify(error="internal error"), 500
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> tuple[Response, int]:

@@ -63,12 +63,18 @@ def status() -> Response:
         abort(400, "MessageSid and MessageStatus are required")
     # Our sends name their delivery in the callback URL (?d=ID, signed with the rest), so
     # a report that arrives before the worker has recorded the send still finds its row.
+    # An id no row can have (not 1..2**63-1 in ASCII digits) is as good as none.
     delivery = request.args.get("d", "")
+    delivery_id = int(delivery) if (delivery.isascii() and delivery.isdigit()
+                                    and len(delivery) <= 19) else 0
+    # Twilio's error codes are numbers; keep what a database can hold of anything else.
+    error_code = "".join(c for c in form.get("ErrorCode", "")[:40]
+                         if c.isascii() and c.isprintable())
     rt = runtime()
     with rt.sessions.begin() as session:
-        moved = record_status(session, sid, reported.lower(),
-                              form.get("ErrorCode") or None, rt.service.clock(),
-                              delivery_id=int(delivery) if delivery.isdecimal() else None)
+        moved = record_status(session, sid, reported.lower(), error_code or None,
+                              rt.service.clock(),
+                              delivery_id=delivery_id if 1 <= delivery_id < 2**63 else None)
     if moved:
         channel = "whatsapp" if form.get("To", "").startswith("whatsapp:") else "sms"
         metrics.observe_delivery(channel, STATUS_TARGET[reported.lower()])

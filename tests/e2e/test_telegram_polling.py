@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine
+from sqlalchemy import text as sql
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import CONFIG
@@ -27,6 +29,7 @@ pytestmark = pytest.mark.e2e
 
 KAI = 2001
 LENA = 2002
+MAX = 876543219  # distinctive: the logs must not show it
 REPLY_WAIT = 20  # seconds: generous for a loaded CI machine; never asserted as a duration
 EXIT_WAIT = 15
 
@@ -177,6 +180,44 @@ def test_polling_confirms_each_update_once(poller: Poller, fake_telegram: FakeTe
     assert poller.stops_on(signal.SIGTERM) == 0
     assert len(fake_telegram.messages_to(LENA)) == 4  # nothing handled twice
     assert step_of(sessions, LENA) == "name"
+
+
+def refuse_chat(engine: Engine, chat_id: int) -> None:
+    """Make the database refuse any message from this chat (not unavailable: it refuses
+    this one row, as it would a value it cannot hold)."""
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(sql(f"""
+                CREATE FUNCTION refuse_chat() RETURNS trigger AS $$ BEGIN
+                  IF NEW.address = '{chat_id}' THEN
+                    RAISE EXCEPTION 'refused' USING ERRCODE = '22000';  -- data_exception
+                  END IF;
+                  RETURN NEW;
+                END $$ LANGUAGE plpgsql"""))
+            connection.execute(sql("CREATE TRIGGER refuse_chat BEFORE INSERT ON identities "
+                                   "FOR EACH ROW EXECUTE FUNCTION refuse_chat()"))
+        else:
+            connection.execute(sql(f"""
+                CREATE TRIGGER refuse_chat BEFORE INSERT ON identities
+                WHEN NEW.address = '{chat_id}' BEGIN SELECT RAISE(ABORT, 'refused'); END"""))
+
+
+def test_a_message_the_database_refuses_does_not_hold_up_lenas(
+        engine: Engine, poller: Poller, fake_telegram: FakeTelegram,
+        sessions: sessionmaker[Session]) -> None:
+    refuse_chat(engine, MAX)
+    refused = fake_telegram.user_sends(MAX, "hello", "Max")
+    fake_telegram.user_sends(LENA, "hello", "Lena")
+    [greeting, _offer] = replies_to(fake_telegram, poller, LENA, 2)
+    assert text(greeting).startswith("Hello from PLANETS Cancer Charity")
+    fake_telegram.wait_for(lambda f: not f.pending_updates)  # both confirmed, none retried
+    assert poller.stops_on(signal.SIGTERM) == 0
+    assert fake_telegram.messages_to(MAX) == [] and step_of(sessions, MAX) is None
+    output = poller.output()
+    assert output.count(f"telegram update {refused['update_id']} dropped") == 1, output
+    assert "retrying update" not in output
+    for secret in ("Max", str(MAX), "hello"):
+        assert secret not in output, secret
 
 
 # telegram set-webhook ---------------------------------------------------------------------

@@ -6,6 +6,7 @@ phone numbers, block the bot and get rate limited; replays and forgeries change 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +49,13 @@ from tests.e2e.telegram_chat import (
 from tests.fakes.telegram_api import FakeTelegram
 from tests.integration.twilio_helpers import Texter, signs
 from tests.integration.twilio_helpers import identity_of as sms_identity_of
+from webhooks import create_app
 
 pytestmark = pytest.mark.e2e
 
 AMIRA, BEN, CHLOE, DEV, EVE, FAY = 1001, 1002, 1003, 1004, 1005, 1006
 GITA, HANA, IVAN = 1007, 1008, 1009
+KIM, LEO = 876543210, 1011
 JO = 987654321  # distinctive: the logs must not show it
 JO_PHONE = "+447700900777"
 DEV_PHONE = "+447700900555"
@@ -276,20 +280,63 @@ def test_without_a_configured_secret_every_update_is_refused(
     assert rows(sessions, InboundMessage) == 0
 
 
+MESSAGE = {"message_id": 1, "date": 0, "chat": {"id": 5, "type": "private", "first_name": "Zed"},
+           "from": {"id": 5, "is_bot": False, "first_name": "Zed"}, "text": "Zanzibar"}
+
+
+def nested(depth: int) -> bytes:
+    return b'{"update_id": 7, "message": ' + b"[" * depth + b"]" * depth + b"}"
+
+
 @pytest.mark.parametrize("body", [
-    b"{not json", b"[1, 2]", b"null", b"\xff\xfe", b'{"update_id": "7"}', b'{"message": {}}',
+    b"", b"{not json", b"[1, 2]", b"null", b"7", b'"Zanzibar"', b"\xff\xfe", b"\xed\xa0\x80",
+    b'{"update_id": "7"}', b'{"message": {}}', b'{"update_id": true, "message": {}}',
+    b'{"update_id": 7.5}', b'{"update_id": -7}', b'{"update_id": 18446744073709551616}',
+    b'{"update_id": 1' + b"0" * 5000 + b"}",
     b'{"update_id": 7, "message": "garbage"}',
     b'{"update_id": 7, "message": {"chat": 5}}',
     b'{"update_id": 7, "message": {"message_id": 1, "date": 0, "chat": {"id": 5, "type": '
     b'"private"}, "text": "hi", "entities": "x"}}',
+    nested(10_000),
+    json.dumps({"update_id": 7, "message": {**MESSAGE, "text": 5}}).encode(),
+    json.dumps({"update_id": 7, "message": {**MESSAGE, "text": ["Zanzibar"]}}).encode(),
+    json.dumps({"update_id": 7, "message": {**MESSAGE, "caption": {"Zanzibar": 1}}}).encode(),
+    json.dumps({"update_id": 7, "message": {
+        **MESSAGE, "chat": {"id": "Zanzibar", "type": "private"}}}).encode(),
+    json.dumps({"update_id": 7, "message": {
+        **MESSAGE, "chat": {"id": 2**70, "type": "private"}}}).encode(),
+    json.dumps({"update_id": 7, "message": {
+        **MESSAGE, "from": {"id": True, "is_bot": False, "first_name": "Zed"}}}).encode(),
+    json.dumps({"update_id": 7, "callback_query": {
+        "id": "1", "from": MESSAGE["from"], "chat_instance": "1", "data": ["SIGN"],
+        "message": MESSAGE}}).encode(),
 ])
-def test_a_malformed_update_is_a_400(body: bytes, telegram_client: FlaskClient,
-                                     fake_telegram: FakeTelegram,
-                                     sessions: sessionmaker[Session]) -> None:
+def test_a_malformed_update_is_acknowledged_and_ignored(
+        body: bytes, telegram_client: FlaskClient, fake_telegram: FakeTelegram,
+        sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
     response = telegram_client.post(PATH, data=body, content_type="application/json",
                                     headers={"X-Telegram-Bot-Api-Secret-Token": SECRET})
-    assert response.status_code == 400
-    assert rows(sessions, InboundMessage) == 0 and fake_telegram.sent == []
+    assert response.status_code == 200  # Telegram would re-send anything else, forever
+    assert rows(sessions, InboundMessage) == rows(sessions, Identity) == 0
+    assert fake_telegram.sent == []
+    said = [r for r in caplog.records if r.name.startswith("petitionbot")]
+    assert len(said) == 1 and said[0].getMessage().startswith("telegram update ignored")
+    assert "Zanzibar" not in caplog.text and "Zed" not in caplog.text
+
+
+def test_a_malformed_update_with_the_wrong_secret_is_still_a_403(
+        telegram_client: FlaskClient, sessions: sessionmaker[Session]) -> None:
+    response = telegram_client.post(PATH, data=b"{not json", content_type="application/json",
+                                    headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"})
+    assert response.status_code == 403
+
+
+def test_an_oversized_update_is_a_413(telegram_client: FlaskClient,
+                                      fake_telegram: FakeTelegram) -> None:
+    update = {"update_id": 7, "message": {**MESSAGE, "text": "x" * 70_000}}
+    assert post_update(telegram_client, update).status_code == 413
+    assert fake_telegram.sent == []
 
 
 # Deep links and share links ------------------------------------------------------------------
@@ -466,6 +513,68 @@ def test_jo_signs_while_telegram_is_down_and_nothing_personal_is_logged(
                    "STATUS", "supporter number", "You signed", fake_telegram.token,
                    fake_telegram.token.split(":")[1]):
         assert secret not in caplog.text, secret
+
+
+@pytest.fixture
+def late_telegram(settings: Settings) -> Iterator[tuple[Flask, FakeTelegram]]:
+    """The app started while Telegram is unreachable: its Bot API URL is a loopback port
+    nothing listens on yet; the fake Telegram, not started, will come up on that port."""
+    fake = FakeTelegram(port=free_port())
+    app = create_app(dataclasses.replace(
+        settings, telegram_bot_token=fake.token, telegram_webhook_secret=SECRET,
+        telegram_api_base_url=f"http://127.0.0.1:{fake.requested_port}/bot"))
+    app.config["TESTING"] = True
+    try:
+        yield app, fake
+    finally:
+        app.extensions["petitionbot"].telegram.close()
+        app.extensions["petitionbot"].engine.dispose()
+        fake.stop()
+
+
+def test_kim_writes_while_telegram_is_unreachable_and_is_answered_once_it_is_back(
+        late_telegram: tuple[Flask, FakeTelegram], sessions: sessionmaker[Session],
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    app, fake = late_telegram
+    client = app.test_client()
+    # Telegram cannot be reached: getMe fails, yet her message is handled and answered 200.
+    assert post_update(client, fake.user_sends(KIM, "/start", "Kim", queue=False)
+                       ).status_code == 200
+    assert step_of(sessions, KIM) == "menu"
+    assert post_update(client, fake.user_sends(KIM, "SIGN", "Kim", queue=False)
+                       ).status_code == 200
+    assert step_of(sessions, KIM) == "consent"
+    assert "telegram unreachable" in caplog.text
+    assert "Kim" not in caplog.text and str(KIM) not in caplog.text
+
+    fake.start()  # Telegram is back; the next request asks getMe again
+    app.extensions["petitionbot"].telegram.retry_interval = 0.0
+    kim = person(client, fake, KIM, "Kim")
+    assert "What is your full name?" in kim.says("YES")
+    assert step_of(sessions, KIM) == "name"
+    assert [call["status"] for call in fake.calls_to("getMe")] == [200]
+    thanks = [kim.says(said) for said in ("Kim Lee", "SW1A 1AA", "YES")][-1]
+    assert "https://t.me/planets_petition_bot?start=SIRT_r1" in thanks  # getMe's username
+
+
+def test_getme_is_asked_again_only_after_the_retry_interval(
+        telegram_client: FlaskClient, telegram_app: Flask, fake_telegram: FakeTelegram,
+        sessions: sessionmaker[Session]) -> None:
+    gateway = telegram_app.extensions["petitionbot"].telegram
+    gateway.retry_interval = 3600.0
+    fake_telegram.fail_next("getMe", 502)
+    for text, step in (("/start", "menu"), ("SIGN", "consent")):
+        update = fake_telegram.user_sends(LEO, text, "Leo", queue=False)
+        assert post_update(telegram_client, update).status_code == 200
+        assert step_of(sessions, LEO) == step
+    assert [call["status"] for call in fake_telegram.calls_to("getMe")] == [502]
+    assert fake_telegram.sent == []
+
+    gateway.retry_interval = 0.0
+    leo = person(telegram_client, fake_telegram, LEO, "Leo")
+    assert "What is your full name?" in leo.says("YES")
+    assert [call["status"] for call in fake_telegram.calls_to("getMe")] == [502, 200]
 
 
 # Under gunicorn ---------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 python-telegram-bot (PTB) talks to it through its own httpx client, so tests exercise the real
 request encoding, response parsing and error mapping. Point PTB at it with
 ``Bot(token, base_url=fake.base_url)`` or ``ApplicationBuilder().base_url(fake.base_url)``;
-requests then arrive as ``POST /bot<token>/<method>``.
+requests then arrive as ``POST /bot<token>/<method>``. ``FakeTelegram(port=N)`` listens on a
+port chosen beforehand: point the bot at it, start the fake later, and Telegram "comes back".
 
 PTB 22.8 sends parameters as ``application/x-www-form-urlencoded`` (``multipart/form-data`` when
 a file is uploaded): string values are sent as they are, every other value (ints, bools, lists,
@@ -210,12 +211,12 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, fake: FakeTelegram) -> None:
+    def __init__(self, fake: FakeTelegram, port: int = 0) -> None:
         self.fake = fake
         self._conn_lock = threading.Lock()
         self._connections: set[socket.socket] = set()
         self._workers: set[threading.Thread] = set()
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", port), _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         worker = threading.Thread(target=self._work, args=(request, client_address),
@@ -265,8 +266,9 @@ class FakeTelegram:
 
     def __init__(self, token: str = "123456:TEST-TOKEN",
                  bot_username: str = "planets_petition_bot",
-                 bot_first_name: str = "Petition Bot") -> None:
+                 bot_first_name: str = "Petition Bot", *, port: int = 0) -> None:
         self.token = token
+        self.requested_port = port  # 0: any free port (a fixed one: Telegram coming back)
         self.bot_username = bot_username
         self.bot_first_name = bot_first_name
         head = token.split(":", 1)[0]
@@ -323,7 +325,7 @@ class FakeTelegram:
         if self._server is not None:
             raise RuntimeError("FakeTelegram is already running")
         self._stopping = False
-        self._server = _Server(self)
+        self._server = _Server(self, self.requested_port)
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.05},
                                         name="fake-telegram", daemon=True)
