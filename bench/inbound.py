@@ -869,8 +869,8 @@ def report(results: list[dict[str, Any]], plan: Plan, mode: str, elapsed: float,
       f"loop paced at 50% of the product's rate ({plan.half:g} s); {os.cpu_count()} CPUs; "
       f"total {elapsed:.0f} s")
     w("server: gunicorn -c gunicorn.conf.py; one signing = 7 messages; "
-      "latency = request sent (open loop: scheduled) -> reply read; reply budget: "
-      + (f"Redis ({redis_url})" if redis_url else "in-process memory (no REDIS_URL)"))
+      "latency = request sent (open loop: scheduled) -> reply read; reply budget: in the "
+      "database" + (f"; REDIS_URL {redis_url}" if redis_url else ""))
     w(f"load average before/after: {load_before} / {_loadavg()}")
     w("")
     header = (f"{'db':<10} {'app':<8} {'workers':>9} | {'msgs/s':>7} {'p50 ms':>7} "
@@ -974,8 +974,8 @@ def main() -> int:
     parser.add_argument("--pg-url", default=os.environ.get("BENCH_DATABASE_URL", PG_URL),
                         help=f"loopback PostgreSQL database to wipe and use (default {PG_URL})")
     parser.add_argument("--redis-url", default="",
-                        help="REDIS_URL for the reply budget, as README recommends for "
-                             "several processes (default: in-process memory); a loopback "
+                        help="REDIS_URL given to the servers (the reply budget is kept in "
+                             "the database; only broadcast pacing uses Redis); a loopback "
                              "database other than 0, which the bench empties")
     parser.add_argument("--concurrency", type=int, default=0,
                         help="concurrent supporters at saturation (default 32)")

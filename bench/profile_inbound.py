@@ -171,9 +171,6 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--wall", action="store_true",
                         help="profile wall time (waits included) instead of CPU time")
-    parser.add_argument("--budget-keys", type=int, default=0,
-                        help="first fill the in-memory reply budget with this many other "
-                             "senders (as a server has after 10 minutes of traffic)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="petitionbot-profile-") as tmp:
@@ -181,9 +178,6 @@ def main() -> int:
         app = make_app(url)
         engine = app.extensions["petitionbot"].engine
         counter = SqlCounter(engine)
-        budget = app.extensions["petitionbot"].service.budget
-        for i in range(args.budget_keys):
-            budget.spend("sms", f"+4479{i:08d}")
         n = args.supporters
         warm = build_requests(1, 90_000, 20)
         run_http(app, warm, counter, None)                      # warm caches
@@ -194,8 +188,7 @@ def main() -> int:
         engine.dispose()
 
     m = plain["messages"]
-    print(f"\n== {args.db}: {n} supporters x 7 messages, one thread, in-process; reply "
-          f"budget holding {args.budget_keys} other senders ==")
+    print(f"\n== {args.db}: {n} supporters x 7 messages, one thread, in-process ==")
     print(f"through Flask (test client): {plain['wall'] / m * 1000:.2f} ms/message wall, "
           f"{plain['cpu'] / m * 1000:.2f} ms CPU  -> at most {m / plain['cpu']:.0f} msgs/s "
           f"per core")
