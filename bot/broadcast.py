@@ -213,7 +213,23 @@ def approval_refusal(config: Config, announcement: Announcement, by: str) -> str
         return "you wrote this announcement"
     if me == (announcement.edited_by or "").strip().casefold():
         return "you last edited this announcement"
+    # A console login and a Telegram account cannot be told to be the same person, so a
+    # draft is approved where its author and last editor worked: else one person could
+    # write it in one place and approve it in the other.
+    mine = _staff_place(me)
+    for name in (announcement.created_by, announcement.edited_by):
+        theirs = _staff_place((name or "").strip().casefold())
+        if mine and theirs and mine != theirs:
+            return f"it was written or edited in {theirs}: approve it there"
     return None
+
+
+def _staff_place(name: str) -> str | None:
+    """Where a staff name acts: "Telegram", "the console", or None (the CLI, a
+    milestone)."""
+    if name.startswith("telegram:"):
+        return "Telegram"
+    return "the console" if "@" in name else None
 
 
 def approve(session: Session, config: Config, announcement: Announcement, by: str,

@@ -461,7 +461,12 @@ def telegram_poll() -> None:
     if not settings.telegram_bot_token:
         raise click.ClickException("set TELEGRAM_BOT_TOKEN (from BotFather) first")
     require_current_schema(settings)
-    service = Service(config, make_sessions(make_engine(settings.database_url)))
+    from pathlib import Path
+
+    from bot.settings import local_secret_key
+
+    service = Service(config, make_sessions(make_engine(settings.database_url)),
+                      secret=settings.secret_key or local_secret_key(Path("instance")))
     service.sync_petitions()
     run_polling(service, settings.telegram_bot_token, settings.telegram_api_base_url)
 

@@ -445,6 +445,8 @@ def signed(t: _Turn) -> Outcome:
 
 def deleting(t: _Turn) -> Outcome:
     if t.keyword == "YES":
+        if not t.state.options:  # the question never reached them (replies were paused)
+            return _delete(t)
         return Outcome(State(), (Reply(Phrase("deleted")),), (Erase(),))
     if t.keyword == "NO":
         resumed = replace(t.state, step=t.state.resume, options=_options_for(t, t.state.resume))

@@ -17,6 +17,8 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+MISSING_SCHEMA = ("42P01", "42703")  # PostgreSQL: undefined table, undefined column
+
 
 def database_unavailable(error: BaseException) -> bool:
     """True when `error` says the database could not be reached or used just now (a lost
@@ -25,6 +27,8 @@ def database_unavailable(error: BaseException) -> bool:
     nobody), so the same work may succeed later; False for an error this input alone
     would meet again (a value the database refuses, a constraint, a bug)."""
     if isinstance(error, OperationalError | InterfaceError | PoolTimeoutError
-                  | DisconnectionError | ProgrammingError):
+                  | DisconnectionError):
         return True
+    if isinstance(error, ProgrammingError):  # only a table or column that is not there yet
+        return getattr(error.orig, "sqlstate", None) in MISSING_SCHEMA
     return isinstance(error, DBAPIError) and bool(error.connection_invalidated)

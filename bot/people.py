@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import hmac
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -38,6 +40,7 @@ from models import (
     Identity,
     InboundMessage,
     Petition,
+    RateWindow,
     Signature,
     Subscription,
     Supporter,
@@ -302,6 +305,38 @@ FINISH_INBOUND = Prepared(update(inbound_messages)
                           .where(inbound_messages.c.id == bindparam("p_id"))
                           .values(identity_id=bindparam("p_identity"),
                                   replies=bindparam("p_replies")))
+
+
+rate_windows = cast(Table, RateWindow.__table__)
+
+
+def budget_keys(secret: bytes, channel: Channel, address: str, phone: str | None) -> list[str]:
+    """Where the reply budget of a person erased mid-window is kept (keyed hashes of their
+    address and phone number, which the rows never hold)."""
+    people = [f"{channel.value}:{address}", *([f"phone:{phone}"] if phone else [])]
+    return [f"replies:{hmac.new(secret, p.encode(), hashlib.sha256).hexdigest()[:48]}"
+            for p in people]
+
+
+def budget_left(conn: Connection, keys: list[str]) -> tuple[list[float], datetime | None]:
+    """The budget an erasure left behind for this person (nothing if none)."""
+    hits: list[float] = []
+    noticed: datetime | None = None
+    for row_hits, row_noticed in conn.execute(
+            select(rate_windows.c.hits, rate_windows.c.noticed_at)
+            .where(rate_windows.c.key.in_(keys))).all():
+        hits.extend(row_hits or [])
+        if row_noticed is not None and (noticed is None or row_noticed > noticed):
+            noticed = row_noticed
+    return sorted(hits), noticed
+
+
+def leave_budget(conn: Connection, keys: list[str], hits: list[float],
+                 noticed: datetime | None, now: datetime) -> None:
+    """Keep an erased person's reply budget, so that erasing oneself never refills it."""
+    conn.execute(delete(rate_windows).where(rate_windows.c.key.in_(keys)))
+    conn.execute(insert(rate_windows), [{"key": k, "hits": hits, "noticed_at": noticed,
+                                         "updated_at": now} for k in keys])
 
 
 def save_budget(conn: Connection, who: Who, times: list[float],

@@ -46,6 +46,7 @@ from models import (
     Identity,
     InboundMessage,
     Petition,
+    RateWindow,
     Signature,
     Subscription,
     Supporter,
@@ -118,6 +119,9 @@ def expired_petitions(config: Config, now: dt.datetime) -> list[str]:
             if p.closed is not None and add_months(p.closed, months) <= today]
 
 
+REPLIES_KEPT = dt.timedelta(days=1)
+
+
 # One run -------------------------------------------------------------------------------------
 
 def purge(session: Session, config: Config, now: dt.datetime) -> Report:
@@ -125,11 +129,17 @@ def purge(session: Session, config: Config, now: dt.datetime) -> Report:
     report = Report()
     kept = config.retention
     cutoff = now - dt.timedelta(days=kept.inbound_text_days)
-    # The words and the answers kept for a retry go together (an answer may repeat a name).
     report.inbound_texts = _count(session.execute(
-        update(InboundMessage).where(InboundMessage.body.is_not(None) | (
-            InboundMessage.replies.is_not(None)), InboundMessage.received_at < cutoff)
-        .values(body=None, replies=None)))
+        update(InboundMessage).where(InboundMessage.body.is_not(None),
+                                     InboundMessage.received_at < cutoff).values(body=None)))
+    # The answers kept for a provider's retry (which comes within minutes) may repeat a
+    # name or a postcode: they go after a day, whatever inbound_text_days says.
+    session.execute(update(InboundMessage).where(
+        InboundMessage.replies.is_not(None),
+        InboundMessage.received_at < now - REPLIES_KEPT).values(replies=None))
+    # Rate windows (login throttle, an erased person's reply budget) count nothing after
+    # a day; their keys are keyed hashes, but nothing is kept longer than it is used.
+    session.execute(delete(RateWindow).where(RateWindow.updated_at < now - REPLIES_KEPT))
     slugs = expired_petitions(config, now)
     if slugs:
         _anonymise(session, list(session.scalars(

@@ -24,7 +24,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import budget, metrics, people
@@ -96,6 +96,7 @@ NEW_SIGNATURE = Prepared(insert(signatures).values(
 # How long an inbound message waits for SQLite's write lock before its webhook answers 503
 # (the provider retries): inside Twilio's 15 s timeout, so the answer is still heard.
 INBOUND_PATIENCE = 10.0
+RACE_ATTEMPTS = 2
 KEPT_CONNECTIONS = 4     # idle connections kept for inbound messages, at most
 KEEP_CONNECTION = 300.0  # seconds before one goes back to the pool
 COUNTS_TTL = 1.0  # seconds a process may show a count before re-reading it
@@ -156,9 +157,10 @@ def utcnow() -> datetime:
 
 class Service:
     def __init__(self, config: Config, sessions: sessionmaker[Session],
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow, secret: str = "") -> None:
         self.config = config
         self.sessions = sessions
+        self.secret = secret.encode()  # keys the hashes that stand in for addresses
         self.abuse = config.abuse  # the reply budget (tests may set a smaller one)
         self.clock = clock
         self.catalogue = Catalogue(config.petitions)
@@ -286,13 +288,15 @@ class Service:
         started = time.perf_counter()
         channel = msg.channel.value
         try:
-            with self._turn():
-                conn, since = self._take_connection()
+            for attempt in range(1, RACE_ATTEMPTS + 1):
                 try:
-                    with transaction(conn):
-                        handled = self._receive(conn, msg)
-                finally:
-                    self._return_connection(conn, since)
+                    handled = self._in_turn(msg)
+                    break
+                except (IntegrityError, people.ConcurrentUpdate):
+                    # Lost a race with another transaction (which has now committed): the
+                    # message is handled again from the start, against what it wrote.
+                    if attempt == RACE_ATTEMPTS:
+                        raise
         except Exception as error:
             if getattr(error, "connection_invalidated", False):
                 self._drop_idle()  # the database went away: the kept ones are stale too
@@ -311,6 +315,15 @@ class Service:
                      "replies": len(handled.replies), "ms": round(seconds * 1000, 1)})
         metrics.observe_inbound(channel, handled.outcome, seconds, signed=handled.signed)
         return handled
+
+    def _in_turn(self, msg: Received) -> Handled:
+        with self._turn():
+            conn, since = self._take_connection()
+            try:
+                with transaction(conn):
+                    return self._receive(conn, msg)
+            finally:
+                self._return_connection(conn, since)
 
     def _receive(self, conn: Connection, msg: Received) -> Handled:
         now = self.clock()
@@ -354,21 +367,28 @@ class Service:
                            offer_phone_link=offer_link,
                            distress_words=self.config.safeguarding.words)
         outcome = core.handle(state, inbound, ctx, now)  # pure: nothing happens until _apply
-        verdict = self._spend(conn, who, facts, outcome, now)
-        if verdict != Verdict.REPLY:
-            if not core.binding_over_budget(state, outcome):  # nothing happens, unanswered
-                who.last_inbound_at = now
-                people.write(conn, who)
-                return Handled(self._notice() if verdict == Verdict.NOTICE else (),
-                               identity_id=who.id, step=state.step.value)
-            # STOP, START and DELETE still take effect; only the notice may be said.
-            outcome = replace(outcome, replies=())
+        verdict = self._spend(conn, who, facts, outcome, msg, now)
+        if verdict != Verdict.REPLY and not core.binding_over_budget(state, outcome):
+            who.last_inbound_at = now  # nothing happens that they are not told about
+            people.write(conn, who)
+            return Handled(self._notice() if verdict == Verdict.NOTICE else (),
+                           identity_id=who.id, step=state.step.value)
+        # Over budget, STOP, START and DELETE (with its confirmation) still take effect.
+        # Their own answer takes the notice's one slot (a STOP is acknowledged, DELETE's
+        # question asked); past it they go unanswered, and a DELETE whose question was not
+        # asked does not erase on a later YES (it asks first).
+        if verdict == Verdict.SILENT:
+            unasked = replace(outcome.state, options=()) if (
+                outcome.state.step == core.Step.DELETING) else outcome.state
+            outcome = replace(outcome, state=unasked, replies=())
         results = self._apply(conn, outcome, who, facts, msg, now)
-        said = self._render(outcome, results, msg.channel) if verdict == Verdict.REPLY else (
-            self._notice() if verdict == Verdict.NOTICE else ())
+        said = self._render(outcome, results, msg.channel)
         if any(isinstance(e, core.Erase) for e in outcome.effects):
             self._counts = (0.0, self._counts[1])  # the next reader sees the change
         if results.get("erased"):
+            # Erasing oneself must not refill the budget: it outlives them, keyed by hashes.
+            people.leave_budget(conn, self._budget_keys(msg, who), who.reply_times or [],
+                                who.over_budget_at, now)
             return Handled(said, identity_id=None, step="erased")
         # Minute precision is plenty for WhatsApp's 24-hour window, and saves a write.
         last = who.last_inbound_at
@@ -381,19 +401,26 @@ class Service:
                        signed=bool(results.get("new_signature")), count=results.get("counted"))
 
     def _spend(self, conn: Connection, who: people.Who, facts: core.SupporterView,
-               outcome: Outcome, now: datetime) -> Verdict:
+               outcome: Outcome, msg: Received, now: datetime) -> Verdict:
         """Count this answer against the person's reply budget (all their channels, every
         process: it is kept on their supporter row, which this transaction holds)."""
         if who.supporter_id is None or (facts.opted_out and not outcome.replies):
             # Nothing said (a stopped sender writing again) costs nothing, so their START
             # is never refused; a bare, opted-out identity has no budget until START.
             return Verdict.REPLY
+        if who.reply_times is None:  # their first answer: what an erasure left, if any
+            who.reply_times, who.over_budget_at = people.budget_left(
+                conn, self._budget_keys(msg, who))
         noticed = who.over_budget_at.timestamp() if who.over_budget_at else None
         spent = budget.spend(who.reply_times, noticed, now.timestamp(),
                              self.abuse.replies_per_window, self.abuse.window_seconds)
         people.save_budget(conn, who, spent.reply_times, None if spent.noticed_at is None else
                            datetime.fromtimestamp(spent.noticed_at, UTC))
         return spent.verdict
+
+    def _budget_keys(self, msg: Received, who: people.Who) -> list[str]:
+        return people.budget_keys(self.secret, msg.channel, msg.address,
+                                  msg.phone or who.phone)
 
     def _notice(self) -> tuple[Message, ...]:
         return (Message(self.texts.render(Phrase("over_budget"), self.common)),)

@@ -77,11 +77,19 @@ def local_secret_key(folder: Path) -> str:
     if path.exists():
         return path.read_text().strip()
     folder.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # Written whole under another name, then linked into place: several processes starting
+    # at once all end up with the one key that got there first, never a half-written one.
+    draft = folder / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
-        handle.write(key)
-    return key
+        handle.write(secrets.token_urlsafe(48))
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        pass  # another process was first: use its key
+    finally:
+        draft.unlink()
+    return path.read_text().strip()
 
 
 TELEGRAM_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")

@@ -76,12 +76,15 @@ class StaffSession(Base):
 
 
 class RateWindow(Base):
-    """Recent hits of one rate limit (a login throttle's key): a moving window kept in the
+    """Recent hits of one rate limit (a login throttle's key; the reply budget of a person
+    just erased, so that erasing oneself does not refill it): a moving window kept in the
     database, so every process counts the same hits without Redis, atomically (the row is
-    locked while it is read and written). Keys are hashes: no email or address here."""
+    locked while it is read and written). Keys are keyed hashes: no email, phone or
+    address here; a row not updated for a day counts nothing and is deleted."""
 
     __tablename__ = "rate_windows"
 
     key: Mapped[str] = mapped_column(String(80), primary_key=True)
     hits: Mapped[list[float]] = mapped_column(JSON)  # epoch seconds, newest last
+    noticed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())  # over-budget notice
     updated_at: Mapped[timestamp] = mapped_column(index=True)

@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 
-from bot.channels.telegram import TelegramGateway
+from bot.channels.telegram import TelegramGateway, raised_at
 from bot.config import Config, load_config
 from bot.db_errors import database_unavailable
 from bot.service import Service
@@ -63,13 +63,14 @@ def create_app(config: Settings | None = None) -> Flask:
     content = load_config(settings.config_path)
     engine = make_engine(settings.database_url)
     sessions = make_sessions(engine)
-    service = Service(content, sessions)
+    secret_key = settings.secret_key or local_secret_key(Path("instance"))
+    service = Service(content, sessions, secret=secret_key)
     service.sync_petitions()
 
     app = Flask(__name__)
     app.session_interface = ConsoleSessions()
     app.config.update(
-        SECRET_KEY=settings.secret_key or local_secret_key(Path("instance")),
+        SECRET_KEY=secret_key,
         MAX_CONTENT_LENGTH=MAX_BODY,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -106,7 +107,10 @@ def create_app(config: Settings | None = None) -> Flask:
             response = jsonify(error="service unavailable, try again")
             response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
             return response, 503
-        log.error("database error: %s", type(error).__name__, exc_info=error)
+        # Where, not what: a database's message may quote a value (a phone number in a
+        # constraint's DETAIL), which hide_parameters does not cover.
+        log.error("database error: %s (%s) at %s", type(error).__name__,
+                  type(getattr(error, "orig", None)).__name__, raised_at(error))
         return jsonify(error="internal error"), 500
 
     @app.errorhandler(HTTPException)

@@ -20,7 +20,8 @@ from typing import Any
 from flask import Blueprint, Response, abort, request
 from telegram import Bot, Update
 
-from bot.channels.telegram import MAX_ID, parse, process_update
+from bot.channels.telegram import MAX_ID, parse, process_update, raised_at
+from bot.db_errors import database_unavailable
 from webhooks import runtime
 
 bp = Blueprint("telegram", __name__, url_prefix="/telegram")
@@ -58,6 +59,14 @@ def webhook() -> Response:
         log.warning("telegram update not handled in %.0fs; Telegram will retry",
                     WEBHOOK_PATIENCE + 5)
         return Response(status=503, headers={"Retry-After": "5"})
+    except Exception as error:
+        if database_unavailable(error):
+            raise  # a 503: Telegram retries it once the database is back
+        # Anything else would fail again on every retry, and Telegram holds back this
+        # chat's later updates while it retries: drop this one (as the poller does), with
+        # where it failed and never what it said.
+        log.error("telegram update %s dropped: %s at %s", update.update_id,
+                  type(error).__name__, raised_at(error))
     return Response(status=200)
 
 

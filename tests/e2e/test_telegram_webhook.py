@@ -638,3 +638,25 @@ def _answers(url: str) -> bool:
             return True
     except (OSError, urllib.error.URLError):
         return False
+
+
+def test_an_update_that_fails_for_a_reason_of_its_own_is_dropped_not_retried_forever(
+        telegram_app: Flask, telegram_client: FlaskClient, fake_telegram: FakeTelegram,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Telegram holds back a chat's later updates while it re-sends one: an update that
+    would fail on every retry (a bug, a value refused) is acknowledged, logged by type and
+    place only, and the next one is handled."""
+    service = telegram_app.extensions["petitionbot"].service
+    real = service.receive
+
+    def broken(received: Any) -> Any:
+        raise ValueError("Zanzibar")  # what it says never reaches the log
+
+    monkeypatch.setattr(service, "receive", broken)
+    hello = fake_telegram.user_sends(AMIRA, "Zanzibar", queue=False)
+    assert post_update(telegram_client, hello).status_code == 200
+    assert "ValueError at" in caplog.text and "Zanzibar" not in caplog.text
+    monkeypatch.setattr(service, "receive", real)
+    again = fake_telegram.user_sends(AMIRA, "/start", queue=False)
+    assert post_update(telegram_client, again).status_code == 200
+    assert fake_telegram.messages_to(AMIRA)

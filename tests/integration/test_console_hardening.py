@@ -492,3 +492,18 @@ def test_a_nul_in_a_login_email_is_refused_not_a_database_error(
     assert browser(app).login("admin\x00@planets.example").status_code == 400
     # The password itself is only hashed: whatever it holds, it is just wrong.
     assert browser(app).login(email_of("admin"), "wrong\x00password!").status_code == 401
+
+
+def test_a_draft_written_in_the_console_is_not_approved_from_telegram(
+        app: Flask, sessions: sessionmaker[Session], config: Config) -> None:
+    """The console's a@x and Telegram's 123 may be one person: nobody can tell, so a draft
+    is approved where it was written and last edited."""
+    now = dt.datetime.now(dt.UTC)
+    with sessions.begin() as session:
+        draft = broadcast.create(session, config, "sirt", "News", "a@x.example", now=now)
+        with pytest.raises(broadcast.ApprovalRefused, match="console"):
+            broadcast.approve(session, config, draft, "telegram:123", now)
+        told = broadcast.create(session, config, "sirt", "More news", "telegram:123", now=now)
+        with pytest.raises(broadcast.ApprovalRefused, match="Telegram"):
+            broadcast.approve(session, config, told, "b@x.example", now)
+        assert broadcast.approve(session, config, told, "telegram:456", now) >= 0

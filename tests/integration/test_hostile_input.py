@@ -10,11 +10,13 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import service as shell
@@ -22,7 +24,15 @@ from bot.config import Abuse
 from bot.conversation import Channel
 from bot.service import Received, Service
 from bot.settings import Settings
-from models import Identity, InboundMessage, Petition, Signature, Supporter, Voice
+from models import (
+    Identity,
+    InboundMessage,
+    Petition,
+    RateWindow,
+    Signature,
+    Supporter,
+    Voice,
+)
 from tests.conftest import serving
 from tests.integration.twilio_helpers import Texter, post, replies, signs, step_of
 
@@ -146,17 +156,61 @@ def test_a_concurrent_flood_over_two_channels_and_processes_is_counted_exactly(
     assert sum(1 for s in said if s and OVER_BUDGET in s[0]) == 1
 
 
-def test_over_budget_delete_and_its_confirmation_still_erase_her(
+def test_over_budget_delete_is_asked_in_the_notices_place_and_her_yes_erases_her(
         app: Flask, client: FlaskClient, sessions: sessionmaker[Session]) -> None:
     amira = Texter(client, AMIRA, "whatsapp")
-    signs(amira, "Amira Khan", "SW1A 1AA")
-    app.extensions["petitionbot"].service.abuse = Abuse(1, 600)  # she is over it now
-    amira.says("MORE")
-    said = [amira.says("DELETE"), amira.says("YES")]
-    assert all(OVER_BUDGET in s[0] for s in said if s)
+    signs(amira, "Amira Khan", "SW1A 1AA")  # seven answered messages
+    app.extensions["petitionbot"].service.abuse = Abuse(7, 600)  # she is at the limit now
+    assert "Reply YES to delete" in amira.says("DELETE")[0]  # instead of the notice
+    assert amira.says("YES") == []  # past the notice: unanswered, but it takes effect
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Signature)) == 0
         assert session.scalar(select(func.count()).select_from(Supporter)) == 0
+
+
+def test_over_budget_a_delete_she_was_never_asked_about_does_not_erase_her_on_yes(
+        app: Flask, client: FlaskClient, sessions: sessionmaker[Session]) -> None:
+    amira = Texter(client, AMIRA, "whatsapp")
+    signs(amira, "Amira Khan", "SW1A 1AA")
+    app.extensions["petitionbot"].service.abuse = Abuse(7, 600)
+    assert OVER_BUDGET in amira.says("MORE")[0]
+    assert amira.says("DELETE") == []  # the question could not be asked...
+    assert amira.says("YES") == []     # ...so this YES answers nothing
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Signature)) == 1
+    app.extensions["petitionbot"].service.abuse = Abuse(100, 600)  # the window passes
+    assert "Reply YES to delete" in amira.says("YES")[0]  # asked now, before any erasure
+    assert "erased" in amira.says("YES")[0]
+
+
+def test_erasing_herself_does_not_refill_gethins_budget(
+        app: Flask, client: FlaskClient, sessions: sessionmaker[Session]) -> None:
+    """N answers, DELETE, YES, again and again, would be unbounded replies: the budget
+    outlives the erasure (keyed hashes of the address and phone, nothing personal)."""
+    app.extensions["petitionbot"].service.abuse = Abuse(2, 600)
+    gethin = Texter(client, AMIRA)
+    said = [gethin.says(body) for body in ("Hi", "MORE", "DELETE", "YES")]
+    assert [bool(s) for s in said] == [True, True, True, False]
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Supporter)) == 0
+        keys = session.scalars(select(RateWindow.key)).all()
+    assert keys and not any(AMIRA.lstrip("+") in k for k in keys)
+    for _ in range(3):
+        assert [gethin.says(body) for body in ("Hi", "MORE", "DELETE", "YES")] == [[]] * 4
+    whatsapp = Texter(client, AMIRA, "whatsapp")  # the same phone on another channel
+    assert whatsapp.says("Hi") == []
+
+
+def test_over_budget_stop_is_acknowledged_in_the_notices_place(
+        app: Flask, client: FlaskClient, sessions: sessionmaker[Session]) -> None:
+    app.extensions["petitionbot"].service.abuse = Abuse(2, 600)
+    gethin = Texter(client, AMIRA)
+    gethin.says("Hi")
+    gethin.says("MORE")
+    assert gethin.says("STOP") == [
+        "You will get no more messages from PLANETS here. Reply START to resume."]
+    with sessions() as session:
+        assert session.scalars(select(Identity.opted_out_at)).one() is not None
 
 
 def test_over_budget_stop_then_start_take_effect(
@@ -240,3 +294,24 @@ def test_with_the_sqlite_write_lock_held_a_webhook_answers_503_in_its_patience(
         holder.close()
     assert response.status_code == 503
     assert "Hello from PLANETS" in Texter(client, AMIRA).says("Hi")[0]  # and then it works
+
+
+def test_a_message_that_lost_a_race_is_handled_again_not_refused(
+        service: Service, sessions: sessionmaker[Session],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A unique key another transaction took first (it has committed by now) is not the
+    message's fault: it runs again, once, against what was written."""
+    real = service._receive
+    tries: list[int] = []
+
+    def racing(conn: Any, msg: Received) -> Any:
+        tries.append(1)
+        if len(tries) == 1:
+            raise IntegrityError("INSERT", {}, Exception("duplicate key"))
+        return real(conn, msg)
+
+    monkeypatch.setattr(service, "_receive", racing)
+    handled = service.receive(Received(Channel.SMS, AMIRA, "Hi", "SM" + "1" * 32,
+                                       phone=AMIRA))
+    assert len(tries) == 2 and handled.replies
+    assert stored_bodies(sessions) == ["Hi"]

@@ -178,3 +178,15 @@ def test_a_missing_or_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").write_text("this is = = not toml", encoding="utf-8")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(tmp_path / "bad.toml")
+
+
+def test_processes_starting_together_share_one_generated_secret_key(tmp_path: Path) -> None:
+    """Several web processes start at once on a first run: one key, never an empty one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bot.settings import local_secret_key
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        keys = set(pool.map(lambda _: local_secret_key(tmp_path / "instance"), range(32)))
+    assert len(keys) == 1 and len(keys.pop()) > 40
+    assert [p.name for p in (tmp_path / "instance").iterdir()] == ["secret_key"]

@@ -25,6 +25,7 @@ def upgrade() -> None:
     op.create_table('rate_windows',
     sa.Column('key', sa.String(length=80), nullable=False),
     sa.Column('hits', sa.JSON(), nullable=False),
+    sa.Column('noticed_at', models.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('updated_at', models.base.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('key', name=op.f('pk_rate_windows'))
     )
