@@ -361,12 +361,18 @@ class Service:
         facts = people.facts(who)
         offer_link = msg.channel == Channel.TELEGRAM and who.supporter_id is not None and (
             not who.phone)
-        ctx = core.Context(self.catalogue.views(self.counts(conn), self.voices(conn),
-                                                long_pages=msg.channel != Channel.SMS),
-                           self.config.default_petition, facts, self.config.privacy.version,
-                           offer_phone_link=offer_link,
-                           distress_words=self.config.safeguarding.words)
-        outcome = core.handle(state, inbound, ctx, now)  # pure: nothing happens until _apply
+        def context(voices: dict[str, tuple[tuple[str, str], ...]]) -> core.Context:
+            return core.Context(self.catalogue.views(self.counts(conn), voices,
+                                                     long_pages=msg.channel != Channel.SMS),
+                                self.config.default_petition, facts,
+                                self.config.privacy.version, offer_phone_link=offer_link,
+                                distress_words=self.config.safeguarding.words)
+
+        outcome = core.handle(state, inbound, context({}), now)  # pure: nothing happens yet
+        if any(reply.phrase.key == "info" for reply in outcome.replies):
+            # Only INFO shows supporters' voices: read them (never kept in a process, so an
+            # erased voice is gone everywhere at once) and ask the core again.
+            outcome = core.handle(state, inbound, context(self.voices(conn)), now)
         verdict = self._spend(conn, who, facts, outcome, msg, now)
         if verdict != Verdict.REPLY and not core.binding_over_budget(state, outcome):
             who.last_inbound_at = now  # nothing happens that they are not told about

@@ -136,8 +136,9 @@ def _sqlite_begin(connection: Any, writer: WriterLock) -> None:
     driver = connection.connection.driver_connection
     # SQLite's own wait, for a writer outside WriterLock (the sqlite3 shell, a backup):
     # no longer than the caller's deadline either.
-    busy = BUSY_TIMEOUT_MS if deadline is None else max(
-        1, int((deadline - time.monotonic()) * 1000))
+    # (In whole seconds, so that a kept connection seldom needs telling again.)
+    busy = BUSY_TIMEOUT_MS if deadline is None else 1000 * max(
+        1, int(deadline - time.monotonic()))
     if connection.info.get("busy_timeout") != busy:
         driver.execute(f"PRAGMA busy_timeout={busy}")
         connection.info["busy_timeout"] = busy
