@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import hmac
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -32,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
+from bot import throttle
 from bot.conversation import Channel, SignatureView, State, Step, SupporterView
 from models import (
     ChannelCount,
@@ -314,8 +313,7 @@ def budget_keys(secret: bytes, channel: Channel, address: str, phone: str | None
     """Where the reply budget of a person erased mid-window is kept (keyed hashes of their
     address and phone number, which the rows never hold)."""
     people = [f"{channel.value}:{address}", *([f"phone:{phone}"] if phone else [])]
-    return [f"replies:{hmac.new(secret, p.encode(), hashlib.sha256).hexdigest()[:48]}"
-            for p in people]
+    return [throttle.key("replies", secret, person) for person in people]
 
 
 def budget_left(conn: Connection, keys: list[str]) -> tuple[list[float], datetime | None]:

@@ -72,20 +72,21 @@ class LoginKeys:
 
     @classmethod
     def of(cls, secret: str | bytes, email: str, address: str) -> LoginKeys:
-        return cls(pair=key(PAIR, secret, email, address),
-                   address=key(ADDRESS, secret, address),
-                   account=key(ACCOUNT, secret, email))
+        return cls(pair=key(PAIR.name, secret, email, address),
+                   address=key(ADDRESS.name, secret, address),
+                   account=key(ACCOUNT.name, secret, email))
 
     def checks(self) -> list[tuple[str, Limit]]:
         # Read at call time, so a deployment (or a test) may change the limits.
         return [(self.pair, PAIR), (self.address, ADDRESS), (self.account, ACCOUNT)]
 
 
-def key(limit: Limit, secret: str | bytes, *parts: str) -> str:
-    """The row's key: the limit's name and a keyed hash of what it counts (at most 80)."""
+def key(name: str, secret: str | bytes, *parts: str) -> str:
+    """A rate window's key: its name and a keyed hash of what it counts (at most 80), so
+    the table holds no email, phone number or address and no guess can be checked."""
     raw = secret.encode() if isinstance(secret, str) else secret
-    digest = hmac.new(raw, "\x00".join((limit.name, *parts)).encode(), hashlib.sha256)
-    return f"{limit.name}:{digest.hexdigest()[:48]}"
+    digest = hmac.new(raw, "\x00".join((name, *parts)).encode(), hashlib.sha256)
+    return f"{name}:{digest.hexdigest()[:48]}"
 
 
 def attempt(session: Session, checks: Sequence[tuple[str, Limit]], now: dt.datetime) -> bool:
