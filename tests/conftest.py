@@ -1,6 +1,6 @@
-"""Shared fixtures: settings, a fresh database per test (SQLite, or PostgreSQL when
-TEST_DATABASE_URL names one), the app and its clients, and a guard that fails any test
-that tries to reach the internet."""
+"""Shared fixtures: settings, a fresh database per test (SQLite, or PostgreSQL in a database
+made for the run on the server TEST_DATABASE_URL names), the app and its clients, and a
+guard that fails any test that tries to reach the internet."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import ipaddress
 import os
 import socket
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,8 +17,9 @@ from typing import Any, TypeVar
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from bot.config import Config, load_config
 from bot.service import Service
@@ -93,10 +95,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def pg_engine() -> Iterator[Engine]:
-    engine = make_engine(PG_URL)
-    with engine.begin() as connection:
-        connection.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+def pg_url() -> Iterator[str]:
+    """A database made for this run on the server TEST_DATABASE_URL names, migrated, and
+    dropped after the run: the suite never empties or drops a database it did not create,
+    so two runs on one server, or someone's own data there, are safe."""
+    server = make_url(PG_URL)
+    name = f"petitionbot_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_engine(pg_url: str) -> Iterator[Engine]:
+    engine = make_engine(pg_url)
     upgrade(engine)
     yield engine
     engine.dispose()
@@ -115,7 +133,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
     with engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    return PG_URL
+    return engine.url.render_as_string(hide_password=False)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ Every wait is bounded; the rate-window property is the only timing assertion.
 from __future__ import annotations
 
 import bisect
+import itertools
 import os
 import re
 import signal
@@ -296,13 +297,23 @@ def arrivals(telegram: FakeTelegram, twilio: FakeTwilio) -> dict[str, list[tuple
     return seen
 
 
+# The pacer admits at most `rate` sends in any second, measured where it decides (Redis's
+# clock); tests/unit/test_pacing.py and the test above hold it to that. Here requests are stamped
+# where they land, in the fake provider in this process, and on a loaded two-core machine a
+# request can take tens of milliseconds between admission and that stamp (the worker or the
+# fake's thread waiting for a core). Admissions 1.04 s apart per `rate` were once stamped as
+# 11 in 0.998 s at 10/s. So arrivals are counted in a window shorter by that transit: a real
+# burst (rate + 1 sends within a fraction of the spacing) still shows, jitter does not.
+TRANSIT = 0.1
+
+
 def busiest_second(times: list[float]) -> tuple[int, list[float]]:
-    """The most requests that arrived in any window [t, t + 1 s), and their arrival times
-    (relative to the first request) for the failure message."""
+    """The most requests that arrived in any window [t, t + 1 s - TRANSIT), and their
+    arrival times (relative to the first request) for the failure message."""
     ordered = sorted(times)
     peak, start = 0, 0
     for i, t in enumerate(ordered):
-        n = bisect.bisect_left(ordered, t + 1.0) - i
+        n = bisect.bisect_left(ordered, t + 1.0 - TRANSIT) - i
         if n > peak:
             peak, start = n, i
     window = [round(t - ordered[0], 3) for t in ordered[start:start + peak]]
@@ -328,6 +339,19 @@ def delivery_addresses(sessions: sessionmaker[Session], announcement_id: int,
     for channel, address in rows:
         found[channel].add(address)
     return found
+
+
+def test_workers_sharing_redis_admit_at_most_rate_sends_a_second_between_them(
+        redis_url: str) -> None:
+    from bot.pacing import MARGIN, RedisPacer
+
+    pacers = [RedisPacer({"sms": 10}, redis_url) for _ in range(3)]
+    admitted = [p.admit("sms") for p in itertools.islice(itertools.cycle(pacers), 10)]
+    assert admitted == [0.0] * 10
+    waits = [p.admit("sms") for p in pacers]  # an eleventh, from any of them, waits
+    assert all(1 - 0.5 < wait <= 1 + MARGIN for wait in waits), waits
+
+
 
 
 # (a) three workers, one announcement, shared pacing ---------------------------------------------
