@@ -18,6 +18,7 @@ run: $(BIN)/.installed
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # SQLite first, then the same suite on PostgreSQL (skipped with a note when none answers,
 # unless PETITIONBOT_REQUIRE_POSTGRES=1, as in CI).

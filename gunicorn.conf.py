@@ -27,8 +27,8 @@ import os
 
 from gunicorn.glogging import Logger
 
-from bot import logs
-from bot.settings import web_processes
+from bot.infra import logs
+from bot.infra.settings import web_processes
 
 
 def _cores() -> int:
@@ -55,13 +55,13 @@ bind = [f"{os.environ.get('HOST', '').strip() or '127.0.0.1'}:"
         f"{_positive_int('PORT', 5000)}"]
 
 # Processes and threads, by database (WEB_CONCURRENCY and WEB_THREADS, when set, win;
-# bot.settings.web_processes decides the default, for `petitionbot serve` too):
+# bot.infra.settings.web_processes decides the default, for `petitionbot serve` too):
 # * PostgreSQL: the usual (2 x cores) + 1 processes of 4 threads. A request spends much of
 #   its time waiting on database round trips, so a few threads per process keep the CPU
 #   busy; the database serialises what must be (row locks per supporter, the counter row).
 #   Connections: workers x threads stays far below PostgreSQL's max_connections (100).
 # * SQLite: one process per core, of 4 threads. Every inbound message writes and SQLite
-#   has one writer at a time: a process's inbound messages take turns (bot.service), then
+#   has one writer at a time: a process's inbound messages take turns (bot.shell.service), then
 #   processes queue for the write lock on its lock file (models.db.WriterLock). The reply
 #   budget and the console's login throttle live in the database, so they stay exact
 #   across processes without Redis. A writer must not wait long for the CPU while it holds
@@ -86,7 +86,7 @@ max_requests = 20000 if workers > 1 else 0
 max_requests_jitter = 2000 if workers > 1 else 0
 
 # No access log: request lines and query strings may carry phone numbers, and every
-# inbound message is already logged (without personal data) by bot.service.
+# inbound message is already logged (without personal data) by bot.shell.service.
 accesslog = None
 
 

@@ -203,7 +203,7 @@ class InstantSender:
         self.tally = tally
 
     def send(self, job: Any) -> Any:
-        from bot.outcomes import Result, SendResult
+        from bot.core.outcomes import Result, SendResult
 
         self.tally.tick()
         return SendResult(Result.SENT, provider_id=f"bench-{job.delivery_id}")
@@ -223,7 +223,7 @@ class Counting:
 
 
 def bench_job(channel: str, n: int) -> Any:
-    from bot.broadcast import Job
+    from bot.core.outcomes import Job
 
     address = str(1_000_000_000 + n) if channel == "telegram" else f"+447{n:09d}"
     return Job(n, 1, n, channel, address, 0, dt.datetime.now(dt.UTC), TEXT + " Reply STOP")
@@ -262,7 +262,7 @@ def run_worker(config: Any, sessions: Any, senders: dict[str, Any], pacer: Any,
                stop_when: Callable[[], bool], limit: float) -> bool:
     """A BroadcastWorker's `run` (main loop and channel threads) until `stop_when` or
     `limit` seconds; True if it stopped because `stop_when` held."""
-    from bot.worker import BroadcastWorker
+    from bot.entry.worker import BroadcastWorker
 
     worker = BroadcastWorker(config, sessions, senders, pacer, batch=BATCH)
     thread = threading.Thread(target=worker.run, name="bench-worker", daemon=True)
@@ -326,7 +326,7 @@ def fake_twilio() -> Iterator[tuple[str, Callable[[], int]]]:
 
 def twilio_senders(base_url: str, tally: Tally) -> dict[str, Any]:
     from bot.channels.twilio import TwilioSender
-    from bot.settings import Settings
+    from bot.infra.settings import Settings
 
     settings = Settings(twilio_account_sid=SID, twilio_auth_token=TOKEN,
                         twilio_sms_from="+447700900000",
@@ -339,9 +339,9 @@ def twilio_senders(base_url: str, tally: Tally) -> dict[str, Any]:
 
 # Child processes for peak memory -----------------------------------------------------------------
 
-CHILD_MODULES = ("bot.worker", "bot.broadcast", "bot.pacing", "bot.channels.twilio",
-                 "bot.channels.telegram", "bot.logs", "models", "models.db", "sqlalchemy",
-                 "psycopg")
+CHILD_MODULES = ("bot.entry.worker", "bot.shell.broadcast", "bot.infra.pacing",
+                 "bot.channels.twilio", "bot.channels.telegram", "bot.infra.logs", "models",
+                 "models.db", "sqlalchemy", "psycopg")
 
 
 def child_main(args: argparse.Namespace) -> int:
@@ -352,8 +352,8 @@ def child_main(args: argparse.Namespace) -> int:
         importlib.import_module(name)
     from sqlalchemy import text
 
-    from bot.config import load_config
-    from bot.pacing import LocalPacer
+    from bot.infra.config import load_config
+    from bot.infra.pacing import LocalPacer
     from models.db import make_engine, make_sessions
 
     engine = make_engine(args.url)
@@ -388,7 +388,7 @@ def setup_logging(path: Path) -> None:
     """Production's log handler (one line per send, redacted), into a file."""
     stream = path.open("a", encoding="utf-8")
     try:
-        from bot import logs
+        from bot.infra import logs
 
         handler = logs.make_handler(stream)
     except (ImportError, AttributeError):
@@ -446,10 +446,10 @@ def busiest_second(times: list[float]) -> int:
 def run_database(kind: str, plan: Plan, args: argparse.Namespace, workdir: Path) -> Result:
     from sqlalchemy import func, select, text
 
-    from bot import broadcast
-    from bot.config import load_config
-    from bot.pacing import LocalPacer
-    from bot.service import Service
+    from bot.infra.config import load_config
+    from bot.infra.pacing import LocalPacer
+    from bot.shell import broadcast
+    from bot.shell.service import Service
     from models import Announcement, Delivery
     from models.db import make_engine, make_sessions
 
@@ -598,8 +598,8 @@ def run_database(kind: str, plan: Plan, args: argparse.Namespace, workdir: Path)
 
 def loop_costs(config: Any, sessions: Any) -> str:
     """What one claim (50 SMS rows; rolled back) and one progress count cost now."""
-    from bot.pacing import LocalPacer
-    from bot.worker import BroadcastWorker
+    from bot.entry.worker import BroadcastWorker
+    from bot.infra.pacing import LocalPacer
 
     worker = BroadcastWorker(config, sessions, {}, LocalPacer({}), batch=BATCH)
     with sessions() as session:
@@ -631,8 +631,8 @@ def raw_commit_rate(engine: Any, count: int) -> float:
 
 def profile_sends(config: Any, sessions: Any, count: int) -> str:
     """One channel's claim + send_batch loop in this thread, under cProfile."""
-    from bot.pacing import LocalPacer
-    from bot.worker import BroadcastWorker
+    from bot.entry.worker import BroadcastWorker
+    from bot.infra.pacing import LocalPacer
 
     tally = Tally()
     worker = BroadcastWorker(config, sessions, {"sms": InstantSender(tally)}, LocalPacer({}),

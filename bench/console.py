@@ -15,12 +15,12 @@ database on loopback, its public schema dropped and recreated) it
 2. times the dashboard as staff get it: GET /staff/ (the default 60 days, then 365 days)
    through the Flask test client with a logged-in admin and the figures cache off, so
    each request runs every aggregate (median of a few); baseline: one
-   SELECT count(*) over the same signatures; the aggregates of bot.dashboard are timed
+   SELECT count(*) over the same signatures; the aggregates of bot.shell.dashboard are timed
    one by one too (per_day, places, referrals, subscribers);
 3. times the hand-in summary page (GET /staff/handin: one GROUP BY over places), against
    the same baseline;
 4. times the signatures CSV export, GET /staff/handin/signatures.csv (admin; streamed;
-   bot.export.write_signatures in its producer thread) read to /dev/null in a child
+   bot.shell.export.write_signatures in its producer thread) read to /dev/null in a child
    process that reports its peak memory (VmHWM); baselines, each in a child too:
    a bare DB-API cursor over the same SELECT through csv.writer to /dev/null (sqlite3, or
    a psycopg server-side cursor) and, on PostgreSQL, COPY (SELECT ...) TO STDOUT WITH CSV
@@ -269,7 +269,7 @@ def add_admin(sessions: Any) -> None:
 # The app, as staff use it ------------------------------------------------------------------------
 
 def make_app(url: str) -> Any:
-    from bot.settings import Settings
+    from bot.infra.settings import Settings
     from webhooks import create_app
 
     app = create_app(Settings(database_url=url, config_path=str(CONFIG),
@@ -464,9 +464,9 @@ def ms(seconds: float) -> str:
 def run_database(kind: str, plan: Plan, args: argparse.Namespace, workdir: Path) -> Result:
     import zoneinfo
 
-    from bot import dashboard
-    from bot.config import load_config
-    from bot.service import Service
+    from bot.infra.config import load_config
+    from bot.shell import dashboard
+    from bot.shell.service import Service
     from models.db import make_engine, make_sessions
 
     result = Result(kind)
@@ -517,7 +517,7 @@ def run_database(kind: str, plan: Plan, args: argparse.Namespace, workdir: Path)
                 return time.perf_counter() - begun
 
             timings.append(f"{name} {ms(median_of(plan.repeats, once))}")
-    result.notes.append("dashboard aggregates (bot.dashboard, median): " + ", ".join(timings))
+    result.notes.append("dashboard aggregates (bot.shell.dashboard, median): " + ", ".join(timings))
     print(f"  {kind}: {result.notes[-1]}", flush=True)
     seconds = median_of(plan.repeats, lambda: get_page(client, "/staff/handin", "By postcode"))
     result.add(f"hand-in page GET /staff/handin (median of {plan.repeats})", ms(seconds),

@@ -38,7 +38,7 @@ from xml.sax.saxutils import escape
 
 from flask import Flask, Response, abort, jsonify, request
 
-from bot.phones import normalise_phone
+from bot.core.phones import normalise_phone
 from webhooks.twilio import parse_form, twilio_signature
 
 log = logging.getLogger("petitionbot.floor")

@@ -43,7 +43,7 @@ STEPS = ("Hi", "SIGN", "YES(consent)", "name", "postcode", "YES(review)", "NO(up
 
 
 def make_app(url: str) -> Any:
-    from bot.settings import Settings
+    from bot.infra.settings import Settings
     from webhooks import create_app
 
     settings = Settings(database_url=url, config_path=str(ROOT / "config.toml"),
@@ -128,8 +128,8 @@ def run_http(app: Any, requests: list[tuple[bytes, ...]], counter: SqlCounter,
 
 
 def run_service(app: Any, first: int, count: int, tag: str) -> dict[str, Any]:
-    from bot.conversation import Channel
-    from bot.service import Received
+    from bot.core.conversation import Channel
+    from bot.shell.service import Received
 
     service = app.extensions["petitionbot"].service
     t0 = time.perf_counter()

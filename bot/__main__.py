@@ -1,3 +1,3 @@
-from bot.cli import main
+from bot.entry.cli import main
 
 main(prog_name="petitionbot")

@@ -20,6 +20,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, intpk, timestamp
 
+OPEN = ("pending", "claimed", "sending")       # a delivery still to be settled
+DONE = ("sent", "delivered", "failed", "skipped", "unknown")
 
 class Announcement(Base):
     __tablename__ = "announcements"

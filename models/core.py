@@ -41,7 +41,7 @@ class Supporter(Base):
     id: Mapped[intpk]
     phone: Mapped[str | None] = mapped_column(String(20), unique=True)
     created_at: Mapped[timestamp]
-    # The reply budget (bot/budget.py), kept on the person's row, which every inbound
+    # The reply budget (bot/core/budget.py), kept on the person's row, which every inbound
     # message already locks: exact across channels and processes, with or without Redis.
     # epoch seconds, newest last
     reply_times: Mapped[list[float] | None] = mapped_column(JSON(none_as_null=True))

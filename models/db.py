@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 LOCK_TIMEOUT = 30.0
 BUSY_TIMEOUT_MS = int(LOCK_TIMEOUT * 1000)
-# When a caller has already queued for its turn (bot.service's inbound messages), the time
+# When a caller has already queued for its turn (bot.shell.service's inbound messages), the time
 # by which it must have the write lock too: one wait of LOCK_TIMEOUT in all, not two.
 lock_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "petitionbot_lock_deadline", default=None)

@@ -21,9 +21,9 @@ from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
-from bot.config import Config, load_config
-from bot.service import Service
-from bot.settings import Settings
+from bot.infra.config import Config, load_config
+from bot.infra.settings import Settings
+from bot.shell.service import Service
 from models import Base
 from models.db import make_engine, make_sessions
 from models.migrate import upgrade

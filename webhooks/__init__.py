@@ -3,39 +3,28 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
-from flask import Flask, Request, Response, current_app, jsonify
+from flask import Flask, Request, Response, jsonify
 from flask.sessions import NullSession, SecureCookieSession, SecureCookieSessionInterface
-from sqlalchemy import Engine
+from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 
 from bot.channels.telegram import TelegramGateway, raised_at
-from bot.config import Config, load_config
-from bot.db_errors import database_unavailable
-from bot.service import Service
-from bot.settings import Settings, local_secret_key, quiet_library_loggers
+from bot.infra.config import load_config
+from bot.infra.db_errors import database_unavailable
+from bot.infra.settings import Settings, local_secret_key, quiet_library_loggers
+from bot.shell.service import Service
 from models.db import make_engine, make_sessions
+from webhooks import api, console, ops, twilio
+from webhooks import telegram as telegram_webhook
+from webhooks.runtime import Runtime
 
 log = logging.getLogger("petitionbot.web")
 
 MAX_BODY = 64 * 1024  # Twilio's largest form is a few KiB; anything near this is not Twilio
 RETRY_AFTER_SECONDS = 5  # a 503's Retry-After: how soon a database outage may be over
-
-
-@dataclass
-class Runtime:
-    """Everything a request needs, built once per process by create_app."""
-
-    settings: Settings
-    config: Config
-    engine: Engine
-    sessions: sessionmaker[Session]
-    service: Service
-    telegram: TelegramGateway | None = None  # started on first use, in the serving process
 
 
 class ConsoleSessions(SecureCookieSessionInterface):
@@ -50,10 +39,6 @@ class ConsoleSessions(SecureCookieSessionInterface):
             return NullSession()
         return super().open_session(app, request)
 
-
-def runtime() -> Runtime:
-    rt: Runtime = current_app.extensions["petitionbot"]
-    return rt
 
 
 def create_app(config: Settings | None = None) -> Flask:
@@ -81,20 +66,13 @@ def create_app(config: Settings | None = None) -> Flask:
     app.extensions["petitionbot"] = Runtime(settings, content, engine, sessions, service,
                                             telegram)
 
-    from flask_wtf.csrf import CSRFProtect
-
-    from webhooks import api, staff, twilio
-    from webhooks import telegram as telegram_webhook
-
     csrf = CSRFProtect(app)  # every form; providers' webhooks authenticate by signature
     csrf.exempt(twilio.bp)
     csrf.exempt(telegram_webhook.bp)
     app.register_blueprint(twilio.bp)
     app.register_blueprint(telegram_webhook.bp)
     app.register_blueprint(api.bp)
-    staff.init_app(app)
-    from webhooks import ops
-
+    console.init_app(app)
     ops.install(app, settings)  # proxy trust, request ids, /healthz, /metrics
 
     @app.errorhandler(SQLAlchemyError)

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, abort, jsonify
 from sqlalchemy import select
 
 from models import ChannelCount, Petition
-from webhooks import runtime
+from webhooks.runtime import runtime
 
 bp = Blueprint("api", __name__)
 

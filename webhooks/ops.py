@@ -25,9 +25,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from bot import logs, metrics
-from bot.settings import Settings
-from webhooks import runtime
+from bot.infra import logs, metrics
+from bot.infra.settings import Settings
+from webhooks.runtime import runtime
 
 bp = Blueprint("ops", __name__)
 

@@ -21,8 +21,8 @@ from flask import Blueprint, Response, abort, request
 from telegram import Bot, Update
 
 from bot.channels.telegram import MAX_ID, parse, process_update, raised_at
-from bot.db_errors import database_unavailable
-from webhooks import runtime
+from bot.infra.db_errors import database_unavailable
+from webhooks.runtime import runtime
 
 bp = Blueprint("telegram", __name__, url_prefix="/telegram")
 log = logging.getLogger("petitionbot.telegram")

@@ -17,13 +17,13 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 from werkzeug.datastructures import MultiDict
 
-from bot import metrics
-from bot.broadcast import STATUS_TARGET, record_status
-from bot.conversation import Channel
-from bot.phones import normalise_phone
-from bot.render import render
-from bot.service import Received
-from webhooks import runtime
+from bot.core.conversation import Channel
+from bot.core.phones import normalise_phone
+from bot.core.render import render
+from bot.infra import metrics
+from bot.shell.broadcast import STATUS_TARGET, record_status
+from bot.shell.service import Received
+from webhooks.runtime import runtime
 
 bp = Blueprint("twilio", __name__, url_prefix="/twilio")
 

@@ -39,14 +39,14 @@ from telegram.error import (
     TelegramError,
 )
 
-from bot import logs, metrics, staff_commands
-from bot.broadcast import Job
-from bot.conversation import Channel
-from bot.db_errors import database_unavailable
-from bot.outcomes import Result, SendResult
-from bot.phones import normalise_phone
-from bot.render import Message, Rendered, render
-from bot.service import Received, Service
+from bot.core.conversation import Channel
+from bot.core.outcomes import Job, Result, SendResult
+from bot.core.phones import normalise_phone
+from bot.core.render import Message, Rendered, render
+from bot.infra import logs, metrics
+from bot.infra.db_errors import database_unavailable
+from bot.shell import staff_commands
+from bot.shell.service import Received, Service
 
 log = logging.getLogger("petitionbot.telegram")
 T = TypeVar("T")

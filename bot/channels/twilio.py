@@ -12,10 +12,10 @@ from twilio.base.exceptions import TwilioException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from bot.broadcast import WHATSAPP_WINDOW, Job
-from bot.conversation import Channel
-from bot.outcomes import Result, SendResult
-from bot.settings import Settings
+from bot.core.conversation import Channel
+from bot.core.outcomes import Job, Result, SendResult
+from bot.infra.settings import Settings
+from bot.shell.broadcast import WHATSAPP_WINDOW
 
 log = logging.getLogger("petitionbot.twilio")
 

@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from bot.settings import Settings
+from bot.infra.settings import Settings
 from tests.e2e.telegram_chat import SECRET
 from tests.fakes.telegram_api import FakeTelegram
 

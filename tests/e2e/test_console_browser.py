@@ -33,13 +33,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.serving import make_server
 
-from bot import broadcast
-from bot.broadcast import Job
-from bot.config import Config
-from bot.gsm import segments
-from bot.outcomes import Result, SendResult
-from bot.settings import Settings
-from bot.worker import BroadcastWorker
+from bot.core.gsm import segments
+from bot.core.outcomes import Job, Result, SendResult
+from bot.entry.worker import BroadcastWorker
+from bot.infra.config import Config
+from bot.infra.settings import Settings
+from bot.shell import broadcast
 from models import Announcement, Delivery, Identity, Signature
 from models.db import make_engine, make_sessions
 from tests.conftest import ROOT

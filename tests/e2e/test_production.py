@@ -37,8 +37,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from bot import broadcast
 from models import Delivery
+from models.broadcast import OPEN
 from models.db import make_engine, make_sessions
 from tests.conftest import CONFIG, PG_URL, ROOT, TWILIO_SID, TWILIO_TOKEN
 from tests.e2e.telegram_chat import keywords
@@ -331,7 +331,7 @@ def test_production_like_start_signs_sends_reloads_reports_and_stops_cleanly(
             def settled() -> bool:
                 with sessions() as session:
                     return session.scalar(select(func.count()).select_from(Delivery).where(
-                        Delivery.status.in_(broadcast.OPEN))) == 0
+                        Delivery.status.in_(OPEN))) == 0
             wait_until(settled, "the announcement sent", *units)
             with sessions() as session:
                 outcome = sorted(tuple(row) for row in session.execute(

@@ -13,9 +13,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import broadcast
-from bot.config import Config, Staff
-from bot.settings import Settings
+from bot.infra.config import Config, Staff
+from bot.infra.settings import Settings
+from bot.shell import broadcast
 from models import Announcement, AuditEntry, Delivery
 from tests.e2e.telegram_chat import JSON, TelegramUser, buttons, plain
 from tests.fakes.telegram_api import FakeTelegram

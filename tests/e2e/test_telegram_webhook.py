@@ -27,9 +27,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.conversation import Channel
-from bot.render import TELEGRAM_LIMIT, Message, render
-from bot.settings import Settings
+from bot.core.conversation import Channel
+from bot.core.render import TELEGRAM_LIMIT, Message, render
+from bot.infra.settings import Settings
 from models import Identity, InboundMessage, Supporter
 from tests.conftest import CONFIG
 from tests.e2e.telegram_chat import (

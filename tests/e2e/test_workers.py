@@ -32,8 +32,8 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.config import Config, load_config
-from bot.service import Service
+from bot.infra.config import Config, load_config
+from bot.shell.service import Service
 from models import Announcement, Delivery
 from tests.conftest import CONFIG, ROOT, TWILIO_SID, TWILIO_TOKEN
 from tests.fakes.telegram_api import FakeTelegram
@@ -343,7 +343,7 @@ def delivery_addresses(sessions: sessionmaker[Session], announcement_id: int,
 
 def test_workers_sharing_redis_admit_at_most_rate_sends_a_second_between_them(
         redis_url: str) -> None:
-    from bot.pacing import MARGIN, RedisPacer
+    from bot.infra.pacing import MARGIN, RedisPacer
 
     pacers = [RedisPacer({"sms": 10}, redis_url) for _ in range(3)]
     admitted = [p.admit("sms") for p in itertools.islice(itertools.cycle(pacers), 10)]

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.test import TestResponse
 
-from bot.staff import hash_password
+from bot.shell.staff import hash_password
 from models import StaffUser
 from tests.integration.twilio_helpers import Texter, signs
 

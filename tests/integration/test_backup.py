@@ -20,9 +20,9 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import make_url
 
-from bot.config import Config
-from bot.conversation import Channel
-from bot.service import Received, Service
+from bot.core.conversation import Channel
+from bot.infra.config import Config
+from bot.shell.service import Received, Service
 from models import Base, ChannelCount, Petition, Signature
 from models.db import make_engine, make_sessions
 from models.migrate import pending, upgrade

@@ -33,20 +33,20 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 import bot.channels.twilio as twilio_channel
-import bot.worker as worker_module
-from bot import broadcast
-from bot.broadcast import Audience
+import bot.entry.worker as worker_module
 from bot.channels.telegram import TelegramGateway, TelegramSender
 from bot.channels.twilio import TwilioSender
-from bot.cli import main as cli
-from bot.config import Config
-from bot.conversation import Channel
-from bot.gsm import is_gsm7
-from bot.outcomes import Sender
-from bot.pacing import LocalPacer
-from bot.service import Received, Service
-from bot.settings import Settings
-from bot.worker import BroadcastWorker, in_quiet_hours
+from bot.core.conversation import Channel
+from bot.core.gsm import is_gsm7
+from bot.core.outcomes import Sender
+from bot.entry.cli import main as cli
+from bot.entry.worker import BroadcastWorker, in_quiet_hours
+from bot.infra.config import Config
+from bot.infra.pacing import LocalPacer
+from bot.infra.settings import Settings
+from bot.shell import broadcast
+from bot.shell.broadcast import Audience
+from bot.shell.service import Received, Service
 from models import Announcement, Delivery, Identity, Petition, Subscription
 from tests.conftest import CONFIG, PUBLIC_URL, TWILIO_SID
 from tests.fakes.telegram_api import FakeTelegram

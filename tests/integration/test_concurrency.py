@@ -13,10 +13,10 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import service as service_module
-from bot.conversation import Channel, Step
-from bot.people import Who
-from bot.service import Received, Service
+from bot.core.conversation import Channel, Step
+from bot.shell import service as service_module
+from bot.shell.people import Who
+from bot.shell.service import Received, Service
 from models import (
     ChannelCount,
     ConsentRecord,

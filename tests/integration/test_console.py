@@ -20,9 +20,9 @@ from sqlalchemy import String, Text, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.security import check_password_hash
 
-from bot import broadcast
-from bot.config import Config
-from bot.settings import Settings
+from bot.infra.config import Config
+from bot.infra.settings import Settings
+from bot.shell import broadcast
 from models import (
     Announcement,
     AuditEntry,
@@ -239,7 +239,7 @@ def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(
 
 def test_staff_add_hashes_the_password_with_scrypt(
         settings: Settings, sessions: sessionmaker[Session]) -> None:
-    from bot.cli import main
+    from bot.entry.cli import main
 
     env = {"DATABASE_URL": settings.database_url, "PETITIONBOT_CONFIG": settings.config_path}
     runner = CliRunner()
@@ -265,7 +265,7 @@ def test_staff_add_hashes_the_password_with_scrypt(
 
 def test_run_on_a_fresh_database_says_how_to_create_the_first_admin(
         settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    from bot import cli
+    from bot.entry import cli
 
     monkeypatch.setattr(cli, "_serve", lambda *args, **kwargs: None)
     monkeypatch.setattr(cli, "_background", lambda settings: [])  # no worker, no polling
@@ -348,7 +348,7 @@ def world(app: Flask, twilio: FlaskClient, config: Config, staff_ids: dict[str, 
 
 
 def test_the_role_table_covers_every_console_route(app: Flask) -> None:
-    from webhooks.staff.access import ROLES
+    from webhooks.console.access import ROLES
 
     declared = {rule.endpoint for rule in app.url_map.iter_rules()
                 if rule.endpoint.startswith("staff.")}
@@ -414,7 +414,7 @@ def subscribers(twilio: FlaskClient, sessions: sessionmaker[Session]) -> None:
 def test_the_compose_preview_shows_segments_unicode_cost_and_the_whatsapp_window(
         app: Flask, staff_ids: dict[str, int], subscribers: None, config: Config,
         sessions: sessionmaker[Session]) -> None:
-    from bot.gsm import segments
+    from bot.core.gsm import segments
 
     b = browser(app, "editor")
     with sessions() as session:
@@ -814,9 +814,9 @@ def chat(b: Browser, channel: str, *messages: str) -> list[dict[str, Any]]:
 def test_simulator_activity_is_never_counted_anywhere(
         app: Flask, staff_ids: dict[str, int], twilio: FlaskClient,
         sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> None:
-    import bot.service
+    import bot.shell.service
 
-    monkeypatch.setattr(bot.service, "COUNTS_TTL", 0.0, raising=False)  # no cached count
+    monkeypatch.setattr(bot.shell.service, "COUNTS_TTL", 0.0, raising=False)  # no cached count
     signer(twilio, AMIRA, "Amira Khan", "EH1 1AA")
     b = browser(app, "viewer")
     greeting = chat(b, "sms", "Hi")

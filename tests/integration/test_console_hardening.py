@@ -20,10 +20,10 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import broadcast, throttle
-from bot.config import Config
-from bot.service import Service
-from bot.settings import Settings
+from bot.infra.config import Config
+from bot.infra.settings import Settings
+from bot.shell import broadcast, throttle
+from bot.shell.service import Service
 from models import Announcement, AuditEntry, Delivery, RateWindow, StaffSession
 from tests.conftest import together
 from tests.integration.console_helpers import PASSWORD, Browser, add_people, email_of
@@ -201,7 +201,7 @@ def test_approve_itself_refuses_the_author_and_the_last_editor(
 
 def test_the_operator_command_line_still_approves_its_own_drafts(
         settings: Settings, sessions: sessionmaker[Session], app: Flask) -> None:
-    from bot.cli import main
+    from bot.entry.cli import main
 
     env = {"DATABASE_URL": settings.database_url, "PETITIONBOT_CONFIG": settings.config_path,
            "USER": "ops"}

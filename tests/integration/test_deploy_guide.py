@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from bot.settings import TELEGRAM_SECRET
+from bot.infra.settings import TELEGRAM_SECRET
 from models import AuditEntry, StaffUser
 from models.db import make_engine, make_sessions
 from tests.conftest import CONFIG, ROOT
@@ -141,7 +141,7 @@ def test_the_stop_timeouts_leave_room_for_a_graceful_stop() -> None:
     assert web["ExecReload"] == ["/bin/kill -s HUP $MAINPID"]
     assert web["Type"] == ["notify"]
     assert namespace["forwarded_allow_ips"] == "" and namespace["preload_app"] is False
-    # The worker joins its send threads for up to 90 s (bot/worker.py) before exiting.
+    # The worker joins its send threads for up to 90 s (bot/entry/worker.py) before exiting.
     assert float(unit("petitionbot-worker@.service")["TimeoutStopSec"][0]) > 90
 
 

@@ -35,9 +35,9 @@ from twilio.request_validator import RequestValidator
 from werkzeug.datastructures import MultiDict
 from werkzeug.test import TestResponse
 
-from bot import broadcast
-from bot.config import Config
-from bot.settings import Settings
+from bot.infra.config import Config
+from bot.infra.settings import Settings
+from bot.shell import broadcast
 from models import Base, Delivery, Identity, Petition, Supporter, Voice
 from tests.conftest import PUBLIC_URL, TWILIO_SID, TWILIO_TOKEN
 from tests.fakes.telegram_api import FakeTelegram

@@ -19,11 +19,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import service as shell
-from bot.config import Abuse
-from bot.conversation import Channel
-from bot.service import Received, Service
-from bot.settings import Settings
+from bot.core.conversation import Channel
+from bot.infra.config import Abuse
+from bot.infra.settings import Settings
+from bot.shell import service as shell
+from bot.shell.service import Received, Service
 from models import (
     Identity,
     InboundMessage,

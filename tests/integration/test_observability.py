@@ -26,15 +26,16 @@ from sqlalchemy import text as sql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import broadcast, logs
-from bot.broadcast import Audience
 from bot.channels.telegram import TelegramGateway, TelegramSender
 from bot.channels.twilio import TwilioSender
-from bot.config import Config
-from bot.metrics import MeteredPacer, MeteredSender
-from bot.pacing import LocalPacer
-from bot.settings import Settings
-from bot.worker import BroadcastWorker
+from bot.entry.worker import BroadcastWorker
+from bot.infra import logs
+from bot.infra.config import Config
+from bot.infra.metrics import MeteredPacer, MeteredSender
+from bot.infra.pacing import LocalPacer
+from bot.infra.settings import Settings
+from bot.shell import broadcast
+from bot.shell.broadcast import Audience
 from tests.conftest import TWILIO_SID, TWILIO_TOKEN
 from tests.e2e.telegram_chat import SECRET, TelegramUser
 from tests.fakes.telegram_api import FakeTelegram

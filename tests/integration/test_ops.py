@@ -16,7 +16,7 @@ from flask import Flask, jsonify, request
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.settings import Settings
+from bot.infra.settings import Settings
 from models.db import make_engine, make_sessions
 from tests.integration.twilio_helpers import PATH, replies, sign, sms_payload
 

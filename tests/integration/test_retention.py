@@ -22,10 +22,10 @@ import pytest
 from sqlalchemy import JSON, Engine, String, Text, cast, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import retention
-from bot.config import Config, load_config
-from bot.conversation import Channel
-from bot.service import Handled, Received, Service
+from bot.core.conversation import Channel
+from bot.infra.config import Config, load_config
+from bot.shell import retention
+from bot.shell.service import Handled, Received, Service
 from models import (
     AuditEntry,
     Base,

@@ -13,9 +13,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.config import Abuse, Config
-from bot.gsm import is_gsm7
-from bot.settings import Settings
+from bot.core.gsm import is_gsm7
+from bot.infra.config import Abuse, Config
+from bot.infra.settings import Settings
 from models import (
     ConsentRecord,
     Conversation,

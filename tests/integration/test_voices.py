@@ -7,8 +7,8 @@ import itertools
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.conversation import Channel
-from bot.service import Received, Service
+from bot.core.conversation import Channel
+from bot.shell.service import Received, Service
 from models import ConsentRecord, Voice
 
 _ids = itertools.count(1)

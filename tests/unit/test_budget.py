@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.budget import Verdict, hit, spend
+from bot.core.budget import Verdict, hit, spend
 
 
 def test_a_flooding_person_gets_one_notice_then_silence_until_the_window_passes() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, load_config
+from bot.infra.config import ConfigError, load_config
 from tests.unit.transcript import CONFIG_PATH
 
 VALID = """
@@ -184,7 +184,7 @@ def test_processes_starting_together_share_one_generated_secret_key(tmp_path: Pa
     """Several web processes start at once on a first run: one key, never an empty one."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from bot.settings import local_secret_key
+    from bot.infra.settings import local_secret_key
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         keys = set(pool.map(lambda _: local_secret_key(tmp_path / "instance"), range(32)))

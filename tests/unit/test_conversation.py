@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.conversation import (
+from bot.core.conversation import (
     Channel,
     Erase,
     GrantConsent,
@@ -23,7 +23,7 @@ from bot.conversation import (
     Subscribe,
     SupporterView,
 )
-from bot.postcodes import Nation
+from bot.core.postcodes import Nation
 from tests.unit.transcript import (
     SILENT,
     TO_STEP,

@@ -24,8 +24,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from telegram import Bot, Update
 
 from bot.channels.telegram import handle_polled
-from bot.db_errors import database_unavailable
-from bot.service import Handled
+from bot.infra.db_errors import database_unavailable
+from bot.shell.service import Handled
 
 
 def missing_table() -> ProgrammingError:

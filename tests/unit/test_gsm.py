@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot import gsm
-from bot.gsm import (
+from bot.core import gsm
+from bot.core.gsm import (
     GSM7_BASIC,
     GSM7_EXTENSION,
     encoding,

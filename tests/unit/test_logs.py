@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot import logs
+from bot.infra import logs
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 
@@ -108,9 +108,9 @@ def test_the_format_comes_from_log_format_and_secrets_from_the_environment() -> 
     env = {"LOG_FORMAT": "json", "TELEGRAM_BOT_TOKEN": TOKEN, "TWILIO_AUTH_TOKEN": "tw-token-1",
            "DATABASE_URL": "postgresql://bot:pg-password-9@db/petitionbot"}
     config = logs.dict_config(environ=env)
-    assert config["formatters"]["petitionbot"]["()"] == "bot.logs.JsonFormatter"
+    assert config["formatters"]["petitionbot"]["()"] == "bot.infra.logs.JsonFormatter"
     assert set(config["filters"]["redact"]["secrets"]) == {TOKEN, "tw-token-1", "pg-password-9"}
     assert logs.dict_config(environ={})["formatters"]["petitionbot"]["()"] == (
-        "bot.logs.TextFormatter")
+        "bot.infra.logs.TextFormatter")
     with pytest.raises(ValueError, match="LOG_FORMAT"):
         logs.dict_config(environ={"LOG_FORMAT": "xml"})

@@ -1,4 +1,4 @@
-"""Send pacing (bot/pacing.py) in one process: slots spaced by 1/rate (with headroom), and
+"""Send pacing (bot/infra/pacing.py) in one process: slots spaced by 1/rate (with headroom), and
 admission that never lets more than `rate` sends through in any second plus a margin, even
 when sends leave late. The same rules run in Redis for several processes
 (tests/e2e/test_workers.py measures them at the fake providers)."""
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from bot.pacing import CATCH_UP, HEADROOM, MARGIN, LocalPacer
+from bot.infra.pacing import CATCH_UP, HEADROOM, MARGIN, LocalPacer
 
 
 def test_slots_are_spaced_by_a_little_more_than_one_over_the_rate() -> None:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.postcodes import (
+from bot.core.postcodes import (
     Nation,
     nation_of,
     normalise_postcode,

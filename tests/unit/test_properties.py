@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from bot.conversation import (
+from bot.core.conversation import (
     NO_WORDS,
     RESERVED,
     START_WORDS,
@@ -26,8 +26,8 @@ from bot.conversation import (
     Step,
     clean,
 )
-from bot.gsm import is_gsm7
-from bot.render import SHARE_PHONE
+from bot.core.gsm import is_gsm7
+from bot.core.render import SHARE_PHONE
 from tests.unit.transcript import TO_STEP, FakeShell, Said, two_petition_config
 
 CONFIG = two_petition_config()

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.conversation import Channel, SignatureView, State, Step, SupporterView
-from bot.gsm import is_gsm7, segments, to_gsm7
-from bot.render import SHARE_PHONE, Message, Rendered, render
-from bot.texts import DEFAULTS, LABELS, Phrase
+from bot.core.conversation import Channel, SignatureView, State, Step, SupporterView
+from bot.core.gsm import is_gsm7, segments, to_gsm7
+from bot.core.render import SHARE_PHONE, Message, Rendered, render
+from bot.core.texts import DEFAULTS, LABELS, Phrase
 from tests.unit.transcript import FakeShell, Said
 
 # 80 characters, the longest name allowed, full of letters SMS cannot carry.

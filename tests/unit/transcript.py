@@ -1,5 +1,5 @@
 """A fake shell for pure conversation tests: it keeps the supporter's facts, applies the
-core's effects to them the way `bot.service.Service` does, and renders replies as each
+core's effects to them the way `bot.shell.service.Service` does, and renders replies as each
 channel shows them, so tests can read like transcripts."""
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import sessionmaker
 
-from bot.config import Config, load_config
-from bot.conversation import (
+from bot.core.conversation import (
     Channel,
     Context,
     Effect,
@@ -31,10 +30,11 @@ from bot.conversation import (
     SupporterView,
     handle,
 )
-from bot.petitions import Catalogue
-from bot.render import Message, Rendered, render
-from bot.service import Service
-from bot.texts import Phrase
+from bot.core.render import Message, Rendered, render
+from bot.core.texts import Phrase
+from bot.infra.config import Config, load_config
+from bot.shell.petitions import Catalogue
+from bot.shell.service import Service
 
 CONFIG_PATH = Path(__file__).resolve().parents[2] / "config.toml"
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -142,7 +142,7 @@ class FakeShell:
         external = sum(e.count for e in self.config.petition(slug).external)
         return self.here.get(slug, 0) + external
 
-    # What the real shell does with each effect (bot/service.py, Service._apply).
+    # What the real shell does with each effect (bot/shell/service.py, Service._apply).
     def _apply(self, effects: Iterable[Effect], channel: Channel) -> dict[str, object]:
         results: dict[str, object] = {}
         for effect in effects:

@@ -1,0 +1,601 @@
+"""The `petitionbot` command."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bot.infra.config import Config
+from bot.infra.settings import TELEGRAM_SECRET, Settings, quiet_library_loggers
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log debug detail.")
+def main(verbose: bool) -> None:
+    """Read and sign a campaign petition over SMS, WhatsApp and Telegram."""
+    from bot.infra import logs
+
+    try:  # readable, or JSON with LOG_FORMAT=json; phone numbers and secrets masked
+        logs.configure(logging.DEBUG if verbose else logging.INFO)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    if verbose:
+        logging.getLogger("alembic").setLevel(logging.DEBUG)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from bot.infra import metrics
+
+        metrics.prepare()
+    quiet_library_loggers()
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply migrations (Alembic) up to the newest."""
+    from models.db import make_engine
+    from models.migrate import pending, upgrade
+
+    engine = make_engine(_settings().database_url)
+    behind = pending(engine)
+    upgrade(engine)
+    click.echo(f"Database is up to date ({len(behind)} migration(s) applied).")
+
+
+def require_current_schema(settings: Settings) -> None:
+    from models.db import make_engine
+    from models.migrate import pending
+
+    if pending(make_engine(settings.database_url)):
+        raise click.ClickException(
+            "the database schema is behind this version: run `petitionbot db upgrade` first")
+
+
+def _config_or_exit(settings: Settings) -> Config:
+    from bot.infra.config import ConfigError, load_config
+
+    try:
+        return load_config(settings.config_path)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+def run(host: str, port: int) -> None:
+    """All in one: migrate, then serve the web app and run the background parts."""
+    from models.db import make_engine
+    from models.migrate import upgrade
+
+    settings = _settings()
+    _config_or_exit(settings)
+    upgrade(make_engine(settings.database_url))
+    children = _background(settings)
+    click.echo(f"petitionbot is running: http://{host}:{port}/healthz  (Ctrl+C stops it)")
+    click.echo(f"Twilio webhook: {settings.public_base_url}/twilio/messages"
+               + ("" if settings.twilio_enabled else "  (set TWILIO_ACCOUNT_SID and "
+                  "TWILIO_AUTH_TOKEN to accept messages)"))
+    click.echo("Try the conversation in a terminal: petitionbot chat --channel sms "
+               "--address +447700900123")
+    click.echo(f"Staff console: http://{host}:{port}/staff/")
+    if not _has_staff(settings):
+        click.echo("No staff account yet. Create the first admin (it asks for a password), "
+                   "then log in:\n  petitionbot staff add you@example.org --role admin")
+    try:
+        _serve(host, port, workers=1, threads=8)
+    finally:
+        for child in children:
+            child.send_signal(signal.SIGTERM)
+        for child in children:
+            child.wait(timeout=30)
+
+
+def _has_staff(settings: Settings) -> bool:
+    from bot.shell.staff import has_staff
+    from models.db import make_engine, make_sessions
+
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessions(engine)() as session:
+            return has_staff(session)
+    finally:
+        engine.dispose()
+
+
+@main.group()
+def staff() -> None:
+    """Staff accounts for the console at /staff/."""
+
+
+@staff.command("add")
+@click.argument("email")
+@click.option("--role", required=True, type=click.Choice(["admin", "editor", "viewer"]),
+              help="viewer reads; editor also drafts; admin also approves, sends, exports "
+                   "and erases.")
+def staff_add(email: str, role: str) -> None:
+    """Create a console account. The password is read from standard input when it is not
+    a terminal (one line), else asked for twice."""
+    from bot.shell import staff as accounts
+    from models.db import make_engine, make_sessions
+
+    settings = _settings()
+    require_current_schema(settings)
+    password = _read_password()
+    now = _utcnow()
+    with make_sessions(make_engine(settings.database_url)).begin() as session:
+        try:
+            user = accounts.add_staff(session, email, role, password, now)
+        except accounts.StaffError as error:
+            raise click.ClickException(str(error)) from None
+        accounts.audit(session, "cli:" + os.environ.get("USER", "operator"), "staff.add",
+                       f"staff:{user.email}", {"role": role}, now)
+        added = user.email
+    click.echo(f"{added} may now log in to the staff console at /staff/ as {role}.")
+
+
+def _read_password() -> str:
+    import getpass
+
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password (12 characters or more): ")
+    if getpass.getpass("The same password again: ") != first:
+        raise click.ClickException("the two passwords differ; nothing was changed")
+    return first
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--workers", default=lambda: int(os.environ.get("WEB_CONCURRENCY", "0")),
+              show_default="WEB_CONCURRENCY, or as gunicorn.conf.py: by database and cores",
+              type=int)
+@click.option("--threads", default=4, show_default=True, type=int)
+def serve(host: str, port: int, workers: int, threads: int) -> None:
+    """The web part alone (webhooks, public JSON), under gunicorn."""
+    from bot.infra.settings import web_processes
+
+    settings = _settings()
+    _config_or_exit(settings)
+    require_current_schema(settings)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    _serve(host, port, workers=workers or web_processes(settings.database_url, cores),
+           threads=threads)
+
+
+def _background(settings: Settings) -> list[subprocess.Popen[bytes]]:
+    """The worker (announcements) and, with a token, Telegram polling: child processes
+    beside the web server, stopped with it."""
+    children = [subprocess.Popen([sys.executable, "-m", "bot", "worker"])]
+    if settings.telegram_bot_token:
+        children.append(subprocess.Popen([sys.executable, "-m", "bot", "telegram-poll"]))
+    return children
+
+
+def _serve(host: str, port: int, workers: int, threads: int) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    from webhooks import create_app
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("threads", threads)
+            self.cfg.set("worker_class", "gthread" if threads > 1 else "sync")
+            self.cfg.set("graceful_timeout", 20)
+            self.cfg.set("accesslog", None)  # request lines would carry nothing we need
+            self.cfg.set("control_socket_disable", True)  # stopped by signals, as in production
+
+        def load(self) -> Any:
+            return create_app()
+
+    Server().run()
+
+
+def _senders(settings: Settings) -> dict[str, Any]:
+    """A sender for every channel the environment configures."""
+    senders: dict[str, Any] = {}
+    if settings.twilio_enabled:
+        from bot.channels.twilio import TwilioSender
+
+        if settings.twilio_sms_from or settings.twilio_messaging_service_sid:
+            senders["sms"] = TwilioSender(settings, "sms")
+        if settings.twilio_whatsapp_from:
+            senders["whatsapp"] = TwilioSender(settings, "whatsapp")
+    if settings.telegram_bot_token:
+        from bot.channels.telegram import TelegramGateway, TelegramSender
+
+        senders["telegram"] = TelegramSender(
+            TelegramGateway(settings.telegram_bot_token, settings.telegram_api_base_url))
+    return senders
+
+
+@main.command()
+@click.option("--until-idle", is_flag=True,
+              help="Exit once nothing is left to send or wait for (for cron and tests).")
+@click.option("--batch", default=50, show_default=True, help="Deliveries claimed at a time.")
+@click.option("--stale-after", default=15.0, show_default=True, type=float,
+              help="Seconds after which a silent worker's deliveries are recovered.")
+def worker(until_idle: bool, batch: int, stale_after: float) -> None:
+    """Send announcements: claim deliveries, send at each channel's rate, record outcomes."""
+    from bot.entry.worker import BroadcastWorker, stdout_if_tty
+    from bot.infra.metrics import MeteredPacer, MeteredSender
+    from bot.infra.pacing import make_pacer
+    from bot.shell.retention import DailyRetention
+    from models.db import make_engine, make_sessions
+
+    settings = _settings()
+    config = _config_or_exit(settings)
+    require_current_schema(settings)
+    senders = {channel: MeteredSender(sender, channel)
+               for channel, sender in _senders(settings).items()}
+    if not senders:
+        click.echo("No channel is configured to send on (set the Twilio or Telegram "
+                   "variables); deliveries will wait.", err=True)
+    pacer = MeteredPacer(make_pacer(dict(config.broadcast.rates), settings.redis_url))
+    sessions = make_sessions(make_engine(settings.database_url))
+    runner = BroadcastWorker(config, sessions, senders, pacer, batch=batch,
+                             stale_after=stale_after, out=stdout_if_tty())
+    retention = DailyRetention(config, sessions)  # config.toml [retention], once a day
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: runner.stop())
+    retention.start()
+    try:
+        runner.run(until_idle=until_idle)
+    finally:
+        retention.stop()
+
+
+@main.command()
+@click.option("--petition", "slug", required=True, help="The petition's slug.")
+@click.option("--text", required=True, help="The message; the charity's name and how to "
+              "stop are added where missing.")
+@click.option("--channel", "channels", multiple=True,
+              type=click.Choice(["sms", "whatsapp", "telegram"]), help="Only these channels.")
+@click.option("--nation", "nations", multiple=True, help="Only signers in these nations.")
+@click.option("--area", "areas", multiple=True, help="Only these postcode areas (e.g. EH).")
+@click.option("--test-group", is_flag=True, help="Only the staff test group.")
+@click.option("--template-sid", default=None,
+              help="WhatsApp template (ContentSid) for those outside the 24-hour window.")
+@click.option("--template-var", "template_vars", multiple=True, help="Template variable N=VALUE.")
+@click.option("--send", is_flag=True, help="Approve and queue it now.")
+@click.option("--schedule", "at", default=None, help="Approve and send at this local time "
+              "(YYYY-MM-DD HH:MM).")
+@click.option("--wait", is_flag=True, help="Follow the progress until it is sent.")
+def announce(slug: str, text: str, channels: tuple[str, ...], nations: tuple[str, ...],
+             areas: tuple[str, ...], test_group: bool, template_sid: str | None,
+             template_vars: tuple[str, ...], send: bool, at: str | None, wait: bool) -> None:
+    """Create an announcement: a draft and its preview, or (--send/--schedule) queue it."""
+    from bot.shell import broadcast
+    from bot.shell.staff import audit
+    from models.db import make_engine, make_sessions
+
+    settings = _settings()
+    config = _config_or_exit(settings)
+    require_current_schema(settings)
+    if send and at:
+        raise click.UsageError("use --send or --schedule, not both")
+    variables = dict(v.split("=", 1) for v in template_vars if "=" in v) or None
+    when = _local_time(at, config) if at else None
+    sessions = make_sessions(make_engine(settings.database_url))
+    now = _utcnow()
+    by = "cli:" + os.environ.get("USER", "operator")
+    try:
+        with sessions.begin() as session:
+            announcement = broadcast.create(
+                session, config, slug, text, by, broadcast.Audience(
+                    channels, tuple(n.lower() for n in nations), areas, test_group),
+                now=now, content_sid=template_sid, variables=variables)
+            for line in broadcast.preview(session, config, announcement, now).lines():
+                click.echo(line)
+            audit(session, by, "announcement.create", f"announcement:{announcement.id}",
+                  {"via": "cli"}, now)
+            if send or when:
+                # The operator approves their own draft: the second-approval rule is
+                # for staff (console, Telegram), not for whoever runs the server.
+                queued = broadcast.approve(session, config, announcement, by, now, at=when,
+                                           operator=True)
+                audit(session, by, "announcement.approve", f"announcement:{announcement.id}",
+                      {"via": "cli", "recipients": queued}, now)
+            announcement_id = announcement.id
+    except broadcast.BroadcastError as error:
+        raise click.ClickException(str(error)) from None
+    if when:
+        click.echo(f"Announcement {announcement_id} scheduled for {at} "
+                   f"({config.broadcast.timezone}).")
+    elif send:
+        click.echo(f"Announcement {announcement_id} queued for {queued:,} recipient(s); "
+                   "workers are sending it.")
+    else:
+        click.echo(f"Draft {announcement_id} saved. Approve it with: petitionbot announcement "
+                   f"approve {announcement_id}")
+    if wait and (send or when):
+        _follow(sessions, announcement_id)
+
+
+def _follow(sessions: Any, announcement_id: int) -> None:
+    import time
+
+    from bot.entry.worker import _Progress
+    from bot.shell import broadcast
+    from models import Announcement
+
+    printer = _Progress(sys.stdout if sys.stdout.isatty() else None)
+    while True:
+        with sessions() as session:
+            status = session.get(Announcement, announcement_id).status
+            counts = broadcast.progress(session, announcement_id)
+        if status in ("sent", "cancelled"):
+            printer.show(counts, final=True)
+            click.echo(f"Announcement {announcement_id} {status}.")
+            return
+        printer.show(counts)
+        time.sleep(1)
+
+
+def _local_time(text: str, config: Config) -> Any:
+    import datetime as dt
+    import zoneinfo
+
+    try:
+        naive = dt.datetime.strptime(text, "%Y-%m-%d %H:%M")
+    except ValueError:
+        raise click.BadParameter("use YYYY-MM-DD HH:MM", param_hint="--schedule") from None
+    return naive.replace(tzinfo=zoneinfo.ZoneInfo(config.broadcast.timezone)).astimezone(
+        dt.UTC)
+
+
+def _utcnow() -> Any:
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC)
+
+
+@main.group()
+def announcement() -> None:
+    """List, approve, pause, resume or cancel announcements."""
+
+
+@announcement.command("list")
+def announcement_list() -> None:
+    from sqlalchemy import select
+
+    from bot.shell import broadcast
+    from models import Announcement
+    from models.db import make_engine, make_sessions
+
+    settings = _settings()
+    require_current_schema(settings)
+    with make_sessions(make_engine(settings.database_url))() as session:
+        for a in session.scalars(select(Announcement).order_by(Announcement.id.desc())
+                                 .limit(50)):
+            counts = broadcast.progress(session, a.id)
+            done = ", ".join(f"{k} {v:,}" for k, v in counts.items() if v)
+            click.echo(f"{a.id:>5}  {a.status:<10} {a.created_at:%Y-%m-%d %H:%M}  "
+                       f"{a.text[:50]!r}  {done}")
+
+
+@announcement.command("approve")
+@click.argument("announcement_id", type=int)
+@click.option("--schedule", "at", default=None, help="Send at this local time instead of now.")
+def announcement_approve(announcement_id: int, at: str | None) -> None:
+    _act(announcement_id, "approve", at)
+
+
+@announcement.command("cancel")
+@click.argument("announcement_id", type=int)
+def announcement_cancel(announcement_id: int) -> None:
+    _act(announcement_id, "cancel")
+
+
+@announcement.command("pause")
+@click.argument("announcement_id", type=int)
+def announcement_pause(announcement_id: int) -> None:
+    _act(announcement_id, "pause")
+
+
+@announcement.command("resume")
+@click.argument("announcement_id", type=int)
+def announcement_resume(announcement_id: int) -> None:
+    _act(announcement_id, "resume")
+
+
+def _act(announcement_id: int, action: str, at: str | None = None) -> None:
+    from bot.shell import broadcast
+    from bot.shell.staff import audit
+    from models import Announcement
+    from models.db import make_engine, make_sessions
+
+    settings = _settings()
+    config = _config_or_exit(settings)
+    require_current_schema(settings)
+    by = "cli:" + os.environ.get("USER", "operator")
+    now = _utcnow()
+    try:
+        with make_sessions(make_engine(settings.database_url)).begin() as session:
+            found = session.get(Announcement, announcement_id)
+            if found is None:
+                raise broadcast.BroadcastError(f"no announcement {announcement_id}")
+            if action == "approve":
+                broadcast.approve(session, config, found, by, now,  # the operator's tool
+                                  at=_local_time(at, config) if at else None, operator=True)
+            elif action == "cancel":
+                broadcast.cancel(session, found, by, now)
+            elif action == "pause":
+                broadcast.pause(session, found)
+            else:
+                broadcast.resume(session, found)
+            audit(session, by, f"announcement.{action}", f"announcement:{announcement_id}",
+                  {"via": "cli"}, now)
+            status = found.status
+    except broadcast.BroadcastError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Announcement {announcement_id} is now {status}.")
+
+
+@main.command("telegram-poll")
+def telegram_poll() -> None:
+    """Receive Telegram messages by long polling (no public URL needed)."""
+    from bot.channels.telegram import run_polling
+    from bot.shell.service import Service
+    from models.db import make_engine, make_sessions
+
+    settings = _settings()
+    config = _config_or_exit(settings)
+    if not settings.telegram_bot_token:
+        raise click.ClickException("set TELEGRAM_BOT_TOKEN (from BotFather) first")
+    require_current_schema(settings)
+    from pathlib import Path
+
+    from bot.infra.settings import local_secret_key
+
+    service = Service(config, make_sessions(make_engine(settings.database_url)),
+                      secret=settings.secret_key or local_secret_key(Path("instance")))
+    service.sync_petitions()
+    run_polling(service, settings.telegram_bot_token, settings.telegram_api_base_url)
+
+
+@main.group()
+def telegram() -> None:
+    """Telegram set-up."""
+
+
+@telegram.command("set-webhook")
+def telegram_set_webhook() -> None:
+    """Register PUBLIC_BASE_URL/telegram/webhook with Telegram, with the secret token."""
+    import asyncio
+
+    from bot.channels.telegram import set_webhook
+
+    settings = _settings()
+    if not settings.telegram_bot_token:
+        raise click.ClickException("set TELEGRAM_BOT_TOKEN (from BotFather) first")
+    if not TELEGRAM_SECRET.match(settings.telegram_webhook_secret):
+        raise click.ClickException(
+            "set TELEGRAM_WEBHOOK_SECRET to 1-256 characters of A-Z, a-z, 0-9, _ and - "
+            "(the webhook refuses every request without it)")
+    url = settings.public_base_url + "/telegram/webhook"
+    asyncio.run(set_webhook(settings.telegram_bot_token, settings.telegram_api_base_url, url,
+                            settings.telegram_webhook_secret))
+    click.echo(f"Telegram will deliver updates to {url}")
+
+
+@main.command()
+@click.option("--channel", type=click.Choice(["sms", "whatsapp", "telegram"]), default="sms",
+              show_default=True)
+@click.option("--address", required=True, help="A phone number, or a Telegram chat id.")
+def chat(channel: str, address: str) -> None:
+    """Talk to the bot in the terminal, exactly as CHANNEL would show it."""
+    from bot.entry.chat import chat as run_chat
+
+    settings = _settings()
+    _config_or_exit(settings)
+    require_current_schema(settings)
+    logging.getLogger("petitionbot").setLevel(logging.WARNING)  # the chat is the output
+    run_chat(settings, channel, address)
+
+
+@main.command("export")
+@click.option("--petition", "slug", required=True, help="The petition's slug.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv",
+              show_default=True)
+def export_signatures(slug: str, fmt: str) -> None:
+    """Write the petition's signatures to standard output (streamed)."""
+    from bot.shell.export import write_signatures
+    from models.db import make_engine, make_sessions
+
+    settings = _settings()
+    config = _config_or_exit(settings)
+    require_current_schema(settings)
+    try:
+        config.petition(slug)
+    except KeyError:
+        raise click.ClickException(f"no petition with slug {slug!r}") from None
+    sessions = make_sessions(make_engine(settings.database_url))
+    with sessions() as session:
+        write_signatures(session, slug, fmt, sys.stdout)
+
+
+@main.command()
+def stats() -> None:
+    """Print the counts: totals, by channel, by nation, updates opt-ins."""
+    from bot.shell.export import campaign_stats
+    from models.db import make_engine, make_sessions
+
+    settings = _settings()
+    config = _config_or_exit(settings)
+    require_current_schema(settings)
+    sessions = make_sessions(make_engine(settings.database_url))
+    with sessions() as session:
+        click.echo(campaign_stats(session, config))
+
+
+# Backups and retention -------------------------------------------------------------------
+
+@db.command("backup")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def backup_command(path: Path) -> None:
+    """Copy the SQLite database to PATH while the bot runs (PostgreSQL: use pg_dump)."""
+    import sqlite3
+
+    from sqlalchemy.engine import make_url
+
+    from bot.infra.backup import BackupError, backup_sqlite, pg_dump_command
+
+    url = make_url(_settings().database_url)
+    if url.get_backend_name() != "sqlite":
+        raise click.ClickException(
+            "`petitionbot db backup` copies SQLite databases; this one is PostgreSQL. "
+            "Back it up with pg_dump, e.g.\n\n    "
+            + pg_dump_command(_settings().database_url, str(path))
+            + "\n\nand restore it with pg_restore (docs/deploy.md, \"Backups\").")
+    database = Path(url.database or "")
+    try:
+        size = backup_sqlite(database, path)
+    except (BackupError, sqlite3.Error, OSError) as error:
+        raise click.ClickException(f"backup failed: {error}") from None
+    click.echo(f"Backed up {database} to {path} ({size:,} bytes).")
+
+
+@main.group("retention")
+def retention_group() -> None:
+    """Enforce config.toml [retention] (the worker also does this daily)."""
+
+
+@retention_group.command("run")
+@click.option("--dry-run", is_flag=True, help="Report what would be removed; change nothing.")
+def retention_run(dry_run: bool) -> None:
+    """Purge and anonymise what the retention periods say must go, and report it."""
+    import os
+
+    from bot.shell.retention import run, utcnow
+    from models.db import make_engine, make_sessions
+
+    settings = _settings()
+    config = _config_or_exit(settings)
+    require_current_schema(settings)
+    engine = make_engine(settings.database_url)
+    try:
+        report = run(make_sessions(engine), config, utcnow(),
+                     actor="cli:" + os.environ.get("USER", "operator"), dry_run=dry_run)
+    finally:
+        engine.dispose()
+    for line in report.lines():
+        click.echo(line)

@@ -1,0 +1,480 @@
+"""Load and validate config.toml into frozen dataclasses.
+
+Rules: every problem is collected with its dotted path and reported together; nothing
+starts on an invalid file. Unknown keys are errors (a typo must not silently do nothing).
+Paths inside the file are relative to the file's folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import string
+import tomllib
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.core import texts
+from bot.core.gsm import is_gsm7
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
+CODE = re.compile(r"^[A-Z0-9]{2,16}$")
+QUIET_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+CHANNELS = ("telegram", "sms", "whatsapp")
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; `errors` holds one line per problem."""
+
+    def __init__(self, path: Path | str, errors: list[str]) -> None:
+        self.errors = errors
+        super().__init__(f"{path}: {len(errors)} error(s):\n  " + "\n  ".join(errors))
+
+
+@dataclass(frozen=True)
+class Organisation:
+    name: str
+    short_name: str
+    contact: str
+    privacy_url: str
+
+
+@dataclass(frozen=True)
+class Privacy:
+    version: str
+    minimum_age: int
+    retention: str
+    consent: str
+    updates: str
+
+
+@dataclass(frozen=True)
+class Broadcast:
+    timezone: str
+    quiet_hours: tuple[dt.time, dt.time] | None
+    rates: Mapping[str, float]
+    frequency_cap: int = 3          # announcements one person may get ...
+    frequency_days: int = 7         # ... within this many days
+    max_attempts: int = 5
+
+
+DISTRESS_WORDS = ("suicide", "suicidal", "kill myself", "end my life", "want to die",
+                  "self harm", "self-harm", "hurt myself", "no reason to live", "can't go on",
+                  "cannot go on", "overdose", "hopeless")
+
+
+@dataclass(frozen=True)
+class Safeguarding:
+    words: tuple[str, ...] = DISTRESS_WORDS
+    reply: str = ""  # empty: the default signposting text in bot/core/texts.py
+
+
+@dataclass(frozen=True)
+class Staff:
+    telegram_ids: tuple[int, ...] = ()   # may use /announce and /stats in Telegram
+    test_group: tuple[str, ...] = ()     # "sms:+44...", "whatsapp:+44...", "telegram:123"
+
+
+@dataclass(frozen=True)
+class Console:
+    require_second_approval: bool = True  # nobody approves an announcement they wrote
+    sms_price: float = 0.04               # GBP per SMS segment, for the compose estimate
+
+
+@dataclass(frozen=True)
+class Abuse:
+    replies_per_window: int
+    window_seconds: int
+
+
+@dataclass(frozen=True)
+class Retention:
+    inbound_text_days: int
+    unfinished_conversation_days: int
+    closed_petition_months: int
+
+
+@dataclass(frozen=True)
+class ExternalCount:
+    source: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Petition:
+    slug: str
+    code: str
+    title: str
+    summary: str
+    issue: str
+    decision_makers: tuple[str, ...]
+    organiser: str
+    created: dt.date
+    goal: int
+    share_url: str
+    external: tuple[ExternalCount, ...] = ()
+    closed: dt.date | None = None
+    milestones: tuple[int, ...] = ()  # totals that create a draft announcement, once each
+
+    @property
+    def external_count(self) -> int:
+        """Signatures collected elsewhere (e.g. Change.org), all sources together."""
+        return sum(e.count for e in self.external)
+
+
+@dataclass(frozen=True)
+class Config:
+    organisation: Organisation
+    privacy: Privacy
+    broadcast: Broadcast
+    abuse: Abuse
+    retention: Retention
+    petitions: tuple[Petition, ...]
+    default_petition: str
+    texts: Mapping[str, str] = field(default_factory=dict)
+    path: Path | None = None
+    staff: Staff = Staff()
+    safeguarding: Safeguarding = Safeguarding()
+    console: Console = Console()
+
+    def petition(self, slug: str) -> Petition:
+        """The petition with this slug (KeyError when unknown)."""
+        for petition in self.petitions:
+            if petition.slug == slug:
+                return petition
+        raise KeyError(slug)
+
+    def petition_by_code(self, code: str) -> Petition | None:
+        """The petition whose code or slug matches, ignoring case."""
+        wanted = code.strip().upper()
+        for petition in self.petitions:
+            if wanted in (petition.code, petition.slug.upper()):
+                return petition
+        return None
+
+
+class _Reader:
+    """Reads typed values out of nested tables, collecting errors by dotted path."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.data = data
+        self.errors: list[str] = []
+
+    def table(self, path: str, *, required: bool = True) -> Mapping[str, Any]:
+        value = self._get(path)
+        if value is None:
+            if required:
+                self.errors.append(f"{path}: missing table")
+            return {}
+        if not isinstance(value, Mapping):
+            self.errors.append(f"{path}: must be a table")
+            return {}
+        return value
+
+    def _get(self, path: str) -> Any:
+        node: Any = self.data
+        for part in path.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                return None
+            node = node[part]
+        return node
+
+    def value(self, table: Mapping[str, Any], path: str, key: str, kind: type, default: Any) -> Any:
+        where = f"{path}.{key}" if path else key
+        if key not in table:
+            if default is _REQUIRED:
+                self.errors.append(f"{where}: missing")
+            return None if default is _REQUIRED else default
+        value = table[key]
+        if kind is int and isinstance(value, bool):
+            value = None
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind):
+            self.errors.append(f"{where}: must be {kind.__name__}")
+            return None if default is _REQUIRED else default
+        if isinstance(value, str) and default is _REQUIRED and not value.strip():
+            self.errors.append(f"{where}: must not be empty")
+        return value
+
+    def unknown(self, table: Mapping[str, Any], path: str, known: set[str]) -> None:
+        for key in sorted(set(table) - known):
+            self.errors.append(f"{path + '.' if path else ''}{key}: unknown key")
+
+
+_REQUIRED: Any = object()
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate a config file; raise ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(path, ["file not found"]) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(path, [f"not valid TOML: {error}"]) from None
+    return parse_config(data, base=path.parent, path=path)
+
+
+def parse_config(data: Mapping[str, Any], base: Path, path: Path | None = None) -> Config:
+    """Validate already-parsed TOML data."""
+    r = _Reader(data)
+    r.unknown(data, "", {"default_petition", "organisation", "privacy", "broadcast", "abuse",
+                         "retention", "petitions", "texts", "staff", "safeguarding",
+                         "console"})
+    organisation = _organisation(r)
+    privacy = _privacy(r, organisation)
+    broadcast = _broadcast(r)
+    ab = r.table("abuse", required=False)
+    r.unknown(ab, "abuse", {"replies_per_window", "window_seconds"})
+    abuse = Abuse(_positive(r, ab, "abuse", "replies_per_window", 40),
+                  _positive(r, ab, "abuse", "window_seconds", 600))
+    rt = r.table("retention", required=False)
+    r.unknown(rt, "retention", {"inbound_text_days", "unfinished_conversation_days",
+                                "closed_petition_months"})
+    retention = Retention(_positive(r, rt, "retention", "inbound_text_days", 30),
+                          _positive(r, rt, "retention", "unfinished_conversation_days", 30),
+                          _positive(r, rt, "retention", "closed_petition_months", 6))
+    petitions = _petitions(r, base)
+    default = r.value(data, "", "default_petition", str,
+                      petitions[0].slug if petitions else "")
+    if petitions and default not in {p.slug for p in petitions}:
+        r.errors.append(f"default_petition: no petition has slug {default!r}")
+    overrides = _texts(r)
+    staff = _staff(r)
+    safeguarding = _safeguarding(r)
+    console = _console(r)
+    if r.errors:
+        raise ConfigError(path or "config", r.errors)
+    return Config(organisation, privacy, broadcast, abuse, retention, tuple(petitions),
+                  default, overrides, path, staff, safeguarding,
+                  console)
+
+
+def _safeguarding(r: _Reader) -> Safeguarding:
+    t = r.table("safeguarding", required=False)
+    r.unknown(t, "safeguarding", {"words", "reply"})
+    words = r.value(t, "safeguarding", "words", list, list(DISTRESS_WORDS))
+    if not all(isinstance(w, str) and w.strip() for w in words):
+        r.errors.append("safeguarding.words: a list of words or phrases")
+        words = list(DISTRESS_WORDS)
+    reply = r.value(t, "safeguarding", "reply", str, "")
+    _gsm(r, "safeguarding.reply", reply)
+    return Safeguarding(tuple(w.strip() for w in words), reply)
+
+
+TEST_MEMBER = re.compile(r"^(sms|whatsapp):\+[1-9]\d{6,14}$|^telegram:-?\d{1,20}$")
+
+
+def _staff(r: _Reader) -> Staff:
+    t = r.table("staff", required=False)
+    r.unknown(t, "staff", {"telegram_ids", "test_group"})
+    ids = r.value(t, "staff", "telegram_ids", list, [])
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        r.errors.append("staff.telegram_ids: a list of numeric Telegram user ids")
+        ids = []
+    group = r.value(t, "staff", "test_group", list, [])
+    for i, member in enumerate(group):
+        if not isinstance(member, str) or not TEST_MEMBER.match(member):
+            r.errors.append(f"staff.test_group[{i}]: like \"sms:+447700900001\", "
+                            "\"whatsapp:+447700900001\" or \"telegram:123456\"")
+    return Staff(tuple(ids), tuple(m for m in group if isinstance(m, str)))
+
+
+def _console(r: _Reader) -> Console:
+    t = r.table("console", required=False)
+    r.unknown(t, "console", {"require_second_approval", "sms_price"})
+    second = r.value(t, "console", "require_second_approval", bool, True)
+    price = r.value(t, "console", "sms_price", float, 0.04)
+    if price is not None and not 0 <= price <= 10:
+        r.errors.append("console.sms_price: GBP per segment, between 0 and 10")
+    return Console(second, price)
+
+
+def _organisation(r: _Reader) -> Organisation:
+    t = r.table("organisation")
+    r.unknown(t, "organisation", {"name", "short_name", "contact", "privacy_url"})
+    org = Organisation(
+        name=r.value(t, "organisation", "name", str, _REQUIRED) or "",
+        short_name=r.value(t, "organisation", "short_name", str, _REQUIRED) or "",
+        contact=r.value(t, "organisation", "contact", str, ""),
+        privacy_url=r.value(t, "organisation", "privacy_url", str, _REQUIRED) or "",
+    )
+    for key in ("name", "short_name", "contact", "privacy_url"):
+        _gsm(r, f"organisation.{key}", getattr(org, key))
+    return org
+
+
+def _privacy(r: _Reader, org: Organisation) -> Privacy:
+    t = r.table("privacy")
+    r.unknown(t, "privacy", {"version", "minimum_age", "retention", "consent", "updates"})
+    privacy = Privacy(
+        version=r.value(t, "privacy", "version", str, _REQUIRED) or "",
+        minimum_age=r.value(t, "privacy", "minimum_age", int, 16),
+        retention=r.value(t, "privacy", "retention", str, "until the campaign ends"),
+        consent=r.value(t, "privacy", "consent", str, _REQUIRED) or "",
+        updates=r.value(t, "privacy", "updates", str, _REQUIRED) or "",
+    )
+    fields = {"decision_makers", "retention", "minimum_age", "privacy_url", "organisation"}
+    _template(r, "privacy.consent", privacy.consent, fields)
+    _template(r, "privacy.updates", privacy.updates, fields)
+    if privacy.consent and "{minimum_age}" not in privacy.consent and str(
+            privacy.minimum_age) not in privacy.consent:
+        r.errors.append("privacy.consent: must state the minimum age")
+    if privacy.consent and "{privacy_url}" not in privacy.consent and (
+            org.privacy_url not in privacy.consent):
+        r.errors.append("privacy.consent: must link the privacy notice")
+    return privacy
+
+
+def _broadcast(r: _Reader) -> Broadcast:
+    t = r.table("broadcast")
+    r.unknown(t, "broadcast", {"timezone", "quiet_hours", "rates", "frequency_cap",
+                               "frequency_days", "max_attempts"})
+    timezone = r.value(t, "broadcast", "timezone", str, "Europe/London")
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        r.errors.append(f"broadcast.timezone: unknown time zone {timezone!r}")
+    raw_quiet = r.value(t, "broadcast", "quiet_hours", str, "21:00-08:00")
+    quiet: tuple[dt.time, dt.time] | None = None
+    if raw_quiet:
+        match = QUIET_HOURS.match(raw_quiet)
+        if match:
+            h1, m1, h2, m2 = (int(g) for g in match.groups())
+            quiet = (dt.time(h1, m1), dt.time(h2, m2))
+        else:
+            r.errors.append("broadcast.quiet_hours: must look like \"21:00-08:00\" or be \"\"")
+    rates_table = r.value(t, "broadcast", "rates", dict, {})
+    r.unknown(rates_table, "broadcast.rates", set(CHANNELS))
+    defaults = {"telegram": 25.0, "sms": 10.0, "whatsapp": 20.0}
+    rates = {}
+    for channel in CHANNELS:
+        rate = r.value(rates_table, "broadcast.rates", channel, float, defaults[channel])
+        if rate is not None and not 0 < rate <= 1000:
+            r.errors.append(f"broadcast.rates.{channel}: must be between 0 and 1000")
+        rates[channel] = rate
+    return Broadcast(timezone, quiet, rates,
+                     frequency_cap=_positive(r, t, "broadcast", "frequency_cap", 3),
+                     frequency_days=_positive(r, t, "broadcast", "frequency_days", 7),
+                     max_attempts=_positive(r, t, "broadcast", "max_attempts", 5))
+
+
+def _petitions(r: _Reader, base: Path) -> list[Petition]:
+    raw = r.data.get("petitions")
+    if not isinstance(raw, list) or not raw:
+        r.errors.append("petitions: at least one [[petitions]] table is required")
+        return []
+    petitions: list[Petition] = []
+    for i, t in enumerate(raw):
+        path = f"petitions[{i}]"
+        if not isinstance(t, Mapping):
+            r.errors.append(f"{path}: must be a table")
+            continue
+        r.unknown(t, path, {"slug", "code", "title", "summary", "issue", "issue_file",
+                            "decision_makers", "organiser", "created", "goal", "share_url",
+                            "external", "closed", "milestones"})
+        slug = r.value(t, path, "slug", str, _REQUIRED) or ""
+        if slug and not SLUG.match(slug):
+            r.errors.append(f"{path}.slug: lowercase letters, digits and dashes only")
+        code = r.value(t, path, "code", str, slug.upper().replace("-", ""))
+        if code and not CODE.match(code):
+            r.errors.append(f"{path}.code: 2 to 16 capital letters or digits")
+        issue = r.value(t, path, "issue", str, "")
+        issue_file = r.value(t, path, "issue_file", str, "")
+        if issue_file:
+            try:
+                issue = (base / issue_file).read_text(encoding="utf-8")
+            except OSError as error:
+                r.errors.append(f"{path}.issue_file: cannot read {issue_file!r} ({error.strerror})")
+        elif not issue:
+            r.errors.append(f"{path}: needs issue or issue_file")
+        makers = r.value(t, path, "decision_makers", list, _REQUIRED) or []
+        if not makers or not all(isinstance(m, str) and m for m in makers):
+            r.errors.append(f"{path}.decision_makers: a list of names")
+        external = []
+        for j, ext in enumerate(r.value(t, path, "external", list, [])):
+            epath = f"{path}.external[{j}]"
+            if not isinstance(ext, Mapping):
+                r.errors.append(f"{epath}: must be a table")
+                continue
+            r.unknown(ext, epath, {"source", "count"})
+            count = r.value(ext, epath, "count", int, _REQUIRED)
+            if count is not None and count < 0:
+                r.errors.append(f"{epath}.count: must not be negative")
+            external.append(ExternalCount(r.value(ext, epath, "source", str, _REQUIRED) or "",
+                                          count or 0))
+        milestones = r.value(t, path, "milestones", list, [])
+        if not all(isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in milestones):
+            r.errors.append(f"{path}.milestones: a list of positive whole numbers")
+            milestones = []
+        created = r.value(t, path, "created", dt.date, _REQUIRED)
+        closed = r.value(t, path, "closed", dt.date, None)
+        petition = Petition(
+            slug=slug, code=code or "", title=r.value(t, path, "title", str, _REQUIRED) or "",
+            summary=r.value(t, path, "summary", str, _REQUIRED) or "", issue=issue.strip(),
+            decision_makers=tuple(m for m in makers if isinstance(m, str)),
+            organiser=r.value(t, path, "organiser", str, _REQUIRED) or "",
+            created=created or dt.date.min, goal=_positive(r, t, path, "goal", 100000),
+            share_url=r.value(t, path, "share_url", str, ""), external=tuple(external),
+            closed=closed, milestones=tuple(sorted(milestones)))
+        for key in ("title", "summary", "organiser"):
+            _gsm(r, f"{path}.{key}", getattr(petition, key))
+        if len(petition.summary) > 200:
+            r.errors.append(f"{path}.summary: at most 200 characters (it opens every SMS chat)")
+        petitions.append(petition)
+    slugs = [p.slug for p in petitions]
+    for slug in {s for s in slugs if slugs.count(s) > 1}:
+        r.errors.append(f"petitions: slug {slug!r} is used twice")
+    codes = [p.code for p in petitions]
+    for code in {c for c in codes if codes.count(c) > 1}:
+        r.errors.append(f"petitions: code {code!r} is used twice")
+    return petitions
+
+
+def _texts(r: _Reader) -> dict[str, str]:
+    t = r.table("texts", required=False)
+    overrides: dict[str, str] = {}
+    for key, value in t.items():
+        path = f"texts.{key}"
+        if key not in texts.DEFAULTS:
+            r.errors.append(f"{path}: unknown text (known: see bot/core/texts.py)")
+            continue
+        if key in ("consent", "ask_updates"):
+            r.errors.append(f"{path}: set this wording in [privacy] (with its version)")
+            continue
+        if not isinstance(value, str) or not value.strip():
+            r.errors.append(f"{path}: must be a non-empty string")
+            continue
+        _template(r, path, value, texts.fields(key))
+        overrides[key] = value
+    return overrides
+
+
+def _template(r: _Reader, path: str, template: str, allowed: set[str]) -> None:
+    try:
+        used = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    except ValueError as error:
+        r.errors.append(f"{path}: bad template ({error})")
+        return
+    for name in sorted(used - allowed):
+        r.errors.append(f"{path}: unknown field {{{name}}} (allowed: {', '.join(sorted(allowed))})")
+    _gsm(r, path, template)
+
+
+def _gsm(r: _Reader, path: str, text: str) -> None:
+    if text and not is_gsm7(text):
+        r.errors.append(f"{path}: use plain characters only (SMS cannot carry curly quotes, "
+                        "long dashes or emoji)")
+
+
+def _positive(r: _Reader, t: Mapping[str, Any], path: str, key: str, default: int) -> int:
+    value: int = r.value(t, path, key, int, default)
+    if value is not None and value <= 0:
+        r.errors.append(f"{path}.{key}: must be a positive whole number")
+    return value

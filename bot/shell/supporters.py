@@ -1,0 +1,174 @@
+"""Supporters for staff: find a person, show what we hold, export it (a subject access
+request) and erase it. Lists mask phone numbers; one person's own page and export do not."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from bot.core.phones import mask, normalise_phone
+from bot.shell.people import erase_supporter
+from models import (
+    Announcement,
+    ConsentRecord,
+    Conversation,
+    Delivery,
+    Identity,
+    InboundMessage,
+    Petition,
+    Signature,
+    Subscription,
+    Supporter,
+    Voice,
+)
+
+LIMIT = 50
+
+
+@dataclass
+class Found:
+    """One person in a list of search results (no full phone number)."""
+
+    id: int
+    names: list[str] = field(default_factory=list)
+    phone: str = ""          # masked
+    channels: list[str] = field(default_factory=list)
+    signed: list[str] = field(default_factory=list)  # petition slugs
+    since: dt.datetime | None = None
+
+
+def find(session: Session, query: str, limit: int = LIMIT) -> list[Found]:
+    """People whose phone number is `query`, or whose signed name contains it."""
+    query = query.strip()
+    if not query:
+        return []
+    ids: list[int | None] = []
+    phone = normalise_phone(query)
+    if phone is not None:
+        ids += session.scalars(select(Supporter.id).where(Supporter.phone == phone)).all()
+        ids += session.scalars(select(Identity.supporter_id).where(
+            Identity.address == phone, Identity.supporter_id.is_not(None))).all()
+    if query.lstrip("-").isdigit():  # a Telegram chat id
+        ids += session.scalars(select(Identity.supporter_id).where(
+            Identity.channel == "telegram", Identity.address == query,
+            Identity.supporter_id.is_not(None))).all()
+    if len(query) >= 2 and not ids:
+        ids += session.scalars(
+            select(Signature.supporter_id).where(
+                func.lower(Signature.name).contains(query.lower(), autoescape=True))
+            .distinct().order_by(Signature.supporter_id).limit(limit)).all()
+    found = [i for i in dict.fromkeys(ids) if i is not None]
+    return summaries(session, found[:limit])
+
+
+def summaries(session: Session, ids: list[int]) -> list[Found]:
+    people = {s.id: Found(s.id, phone=mask(s.phone) if s.phone else "", since=s.created_at)
+              for s in session.scalars(select(Supporter).where(Supporter.id.in_(ids)))}
+    for sid, name, slug in session.execute(
+            select(Signature.supporter_id, Signature.name, Petition.slug)
+            .join(Petition, Petition.id == Signature.petition_id)
+            .where(Signature.supporter_id.in_(ids))):
+        people[sid].names.append(name)
+        people[sid].signed.append(slug)
+    for owner, channel in session.execute(select(Identity.supporter_id, Identity.channel)
+                                          .where(Identity.supporter_id.in_(ids))):
+        if owner is not None:
+            people[owner].channels.append(channel)
+    return [people[i] for i in ids if i in people]
+
+
+def subject_access(session: Session, supporter_id: int) -> dict[str, Any] | None:
+    """Everything held about one person, as JSON-ready data (None: no such person)."""
+    supporter = session.get(Supporter, supporter_id)
+    if supporter is None:
+        return None
+    identities = session.scalars(select(Identity).where(Identity.supporter_id == supporter_id)
+                                 .order_by(Identity.id)).all()
+    identity_ids = [i.id for i in identities]
+    slugs = dict(session.execute(select(Petition.id, Petition.slug)).all())
+    signatures = session.scalars(select(Signature).where(Signature.supporter_id == supporter_id)
+                                 .order_by(Signature.id)).all()
+    consents = session.scalars(select(ConsentRecord)
+                               .where(ConsentRecord.supporter_id == supporter_id)
+                               .order_by(ConsentRecord.created_at, ConsentRecord.id)).all()
+    subscriptions = session.execute(
+        select(Subscription, Identity.channel).join(Identity,
+                                                    Identity.id == Subscription.identity_id)
+        .where(Subscription.identity_id.in_(identity_ids)).order_by(Subscription.id)).all()
+    conversations = session.execute(
+        select(Conversation, Identity.channel).join(Identity,
+                                                    Identity.id == Conversation.identity_id)
+        .where(Conversation.identity_id.in_(identity_ids))).all()
+    voices = session.scalars(select(Voice).where(Voice.supporter_id == supporter_id)
+                             .order_by(Voice.id)).all()
+    messages = session.scalars(select(InboundMessage)
+                               .where(InboundMessage.identity_id.in_(identity_ids))
+                               .order_by(InboundMessage.received_at)).all()
+    deliveries = session.execute(
+        select(Delivery, Announcement.text).join(Announcement,
+                                                 Announcement.id == Delivery.announcement_id)
+        .where(Delivery.identity_id.in_(identity_ids)).order_by(Delivery.id)).all()
+    return {
+        "supporter": {"id": supporter.id, "phone": supporter.phone,
+                      "created_at": _iso(supporter.created_at)},
+        "identities": [{"channel": i.channel, "address": i.address,
+                        "created_at": _iso(i.created_at),
+                        "last_message_at": _iso(i.last_inbound_at),
+                        "stopped_at": _iso(i.opted_out_at),
+                        "unreachable_at": _iso(i.unreachable_at)} for i in identities],
+        "signatures": [{"petition": slugs.get(s.petition_id), "number": s.number,
+                        "name": s.name, "postcode": s.postcode, "country": s.country,
+                        "nation": s.nation, "channel": s.channel, "referral": s.referral,
+                        "signed_at": _iso(s.signed_at)} for s in signatures],
+        "consent_history": [{"purpose": c.purpose, "action": c.action,
+                             "petition": slugs.get(c.petition_id) if c.petition_id else None,
+                             "wording_version": c.text_version, "channel": c.channel,
+                             "evidence": c.evidence, "at": _iso(c.created_at)}
+                            for c in consents],
+        "subscriptions": [{"petition": slugs.get(s.petition_id), "channel": channel,
+                           "since": _iso(s.created_at)} for s, channel in subscriptions],
+        "conversations": [{"channel": channel, "step": c.step, "data": c.data,
+                           "updated_at": _iso(c.updated_at)} for c, channel in conversations],
+        "voices": [{"petition": slugs.get(v.petition_id), "text": v.text,
+                    "publish_consent": v.publish_consent, "status": v.status,
+                    "created_at": _iso(v.created_at)} for v in voices],
+        "messages_received": [{"channel": m.channel, "text": m.body,
+                               "answered": [r.get("text") for r in m.replies or []],
+                               "at": _iso(m.received_at)} for m in messages],
+        "messages_sent": [{"announcement": d.announcement_id, "channel": d.channel,
+                           "status": d.status, "sent_at": _iso(d.sent_at), "text": text}
+                          for d, text in deliveries],
+    }
+
+
+@dataclass(frozen=True)
+class Erased:
+    supporter_id: int
+    phone: str              # masked: fit for the audit log
+    signatures: int
+    suppressed: int         # identities kept, bare, because the person said STOP
+
+
+def erase(session: Session, supporter_id: int) -> Erased | None:
+    """Erase one person (bot.shell.people.erase_supporter); None when there is no such person."""
+    supporter = session.get(Supporter, supporter_id)
+    if supporter is None:
+        return None
+    phone = mask(supporter.phone) if supporter.phone else ""
+    signatures = session.scalar(select(func.count()).select_from(Signature)
+                                .where(Signature.supporter_id == supporter_id)) or 0
+    suppressed = session.scalar(select(func.count()).select_from(Identity).where(
+        Identity.supporter_id == supporter_id, Identity.opted_out_at.is_not(None))) or 0
+    erase_supporter(session, supporter_id)
+    return Erased(supporter_id, phone, signatures, suppressed)
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+__all__ = ["Erased", "Found", "erase", "find", "subject_access", "summaries"]

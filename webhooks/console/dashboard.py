@@ -1,0 +1,50 @@
+"""The dashboard: the count and where it comes from, signatures per day, places,
+updates opt-ins, referrals and the latest delivery results."""
+
+from __future__ import annotations
+
+import dataclasses
+import zoneinfo
+from typing import Any
+
+from flask import abort, render_template, request
+
+from bot.shell.dashboard import Figures, figures, totals
+from webhooks.console.access import CACHE_SECONDS, cache_seconds, console, now, route
+from webhooks.console.charts import bar_chart
+from webhooks.console.forms import NATIONS
+from webhooks.runtime import runtime
+
+PERIODS = (30, 60, 90, 365)
+
+
+@route("/", "viewer")
+def dashboard() -> Any:
+    rt = runtime()
+    slug = request.args.get("petition", rt.config.default_petition)
+    try:
+        rt.config.petition(slug)
+    except KeyError:
+        abort(404, "No such petition.")
+    days = request.args.get("days", 60, type=int)
+    if days not in PERIODS:
+        days = 60
+    today = now().astimezone(zoneinfo.ZoneInfo(rt.config.broadcast.timezone)).date()
+
+    def load() -> Figures:
+        with rt.sessions() as session:
+            return figures(session, rt.config, slug, today, days)
+
+    # The heavy aggregates may be a few seconds old; the counters are always read afresh.
+    cached: Figures = console().cache.get(("dashboard", slug, days, today), load,
+                                          cache_seconds(CACHE_SECONDS))
+    with rt.sessions() as session:
+        data = dataclasses.replace(cached, totals=totals(session, rt.config, slug))
+    return render_template("staff/dashboard.html", f=data, days=days, periods=PERIODS,
+                           petitions=rt.config.petitions, slug=slug, names=dict(NATIONS),
+                           chart=bar_chart(data.per_day, _label(days)))
+
+
+def _label(days: int) -> str:
+    return f"Signatures collected here per day, last {days} days"
+

@@ -1,0 +1,168 @@
+"""Hand-in: the signatures as a streamed CSV (admins), and a summary by nation and
+postcode area for the decision maker (a page and a CSV)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import queue
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO, cast
+
+from flask import Response, abort, render_template, request, stream_with_context
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
+
+from bot.shell.dashboard import by_area, by_nation, petition_id, places, totals
+from bot.shell.export import safe_cell, write_signatures
+from webhooks.console.access import now, record, route
+from webhooks.console.forms import NATIONS
+from webhooks.runtime import runtime
+
+log = logging.getLogger("petitionbot.staff")
+CHUNK = 64 * 1024
+NATION_NAMES = dict(NATIONS)
+
+
+@route("/handin", "viewer")
+def handin() -> Any:
+    slug = _slug()
+    rt = runtime()
+    with rt.sessions() as session:
+        top = totals(session, rt.config, slug)
+        rows = places(session, petition_id(session, slug) or 0)
+    return render_template("staff/handin.html", t=top, nations=by_nation(rows),
+                           areas=sorted(by_area(rows)), names=NATION_NAMES,
+                           petition=rt.config.petition(slug), generated=now())
+
+
+@route("/handin/summary.csv", "viewer")
+def summary_csv() -> Any:
+    slug = _slug()
+    rt = runtime()
+    with rt.sessions() as session:
+        top = totals(session, rt.config, slug)
+        rows = places(session, petition_id(session, slug) or 0)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["petition", safe_cell(top.title)])
+    writer.writerow(["generated_at", now().isoformat()])
+    writer.writerow(["signatures_here", top.here])
+    for source, count in top.external:
+        writer.writerow([safe_cell(f"signatures_on_{source}"), count])
+    writer.writerow(["total", top.total])
+    writer.writerow([])
+    writer.writerow(["nation", "postcode_area", "signatures"])
+    for nation, area, count in rows:
+        writer.writerow([safe_cell(NATION_NAMES.get(nation, nation)), safe_cell(area or ""),
+                         count])
+    return Response(out.getvalue(), mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="{slug}-summary.csv"'})
+
+
+@route("/handin/signatures.csv", "admin")
+def signatures_csv() -> Any:
+    """Every signature, streamed as it is read (constant memory at any size)."""
+    slug = _slug()
+    with runtime().sessions.begin() as session:
+        record(session, "export.signatures", f"petition:{slug}", {"format": "csv"})
+    return Response(stream_with_context(_stream(slug)), mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="{slug}-signatures.csv"'})
+
+
+def _slug() -> str:
+    rt = runtime()
+    slug = request.args.get("petition", rt.config.default_petition)
+    try:
+        rt.config.petition(slug)
+    except KeyError:
+        abort(404, "No such petition.")
+    return slug
+
+
+class _Cancelled(Exception):
+    """The download was abandoned: stop reading."""
+
+
+class _Pipe(io.TextIOBase):
+    """A text file whose writes come out, in chunks, of a queue on the other side."""
+
+    def __init__(self, chunks: queue.Queue[Any], stop: threading.Event) -> None:
+        self.chunks, self.stop = chunks, stop
+        self.parts: list[str] = []
+        self.size = 0
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)
+        self.size += len(text)
+        if self.size >= CHUNK:
+            self.push()
+        return len(text)
+
+    def push(self) -> None:
+        chunk, self.parts, self.size = "".join(self.parts), [], 0
+        while not self.stop.is_set():
+            try:
+                self.chunks.put(chunk, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+        raise _Cancelled
+
+
+_DONE = object()
+
+
+def _stream(slug: str) -> Iterator[str]:
+    """write_signatures runs in a thread writing into a bounded queue; we yield from it."""
+    chunks: queue.Queue[Any] = queue.Queue(maxsize=16)
+    stop = threading.Event()
+    url = runtime().settings.database_url
+    sessions = runtime().sessions
+
+    def produce() -> None:
+        pipe = _Pipe(chunks, stop)
+        try:
+            with _reading(url, sessions) as session:
+                write_signatures(session, slug, "csv", cast(TextIO, pipe))
+            pipe.push()
+        except _Cancelled:
+            return
+        except Exception as error:  # surfaced in the response's thread
+            log.exception("signature export failed")
+            chunks.put(error)
+        chunks.put(_DONE)
+
+    worker = threading.Thread(target=produce, name="signature-export", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = chunks.get()
+            if item is _DONE:
+                return
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+@contextmanager
+def _reading(url: str, sessions: Any) -> Iterator[Session]:
+    """A read-only session. On SQLite a plain connection (a WAL snapshot), not the
+    app's, whose BEGIN IMMEDIATE would hold the write lock for the whole download."""
+    if make_url(url).get_backend_name() != "sqlite":
+        with sessions() as session:
+            yield session
+        return
+    engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 30})
+    try:
+        with Session(engine) as session:
+            yield session
+    finally:
+        engine.dispose()
