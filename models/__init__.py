@@ -2,7 +2,7 @@
 
 from models.base import Base
 from models.broadcast import Announcement, Delivery, Worker
-from models.core import (
+from models.supporters import (
     ChannelCount,
     ConsentRecord,
     Conversation,
