@@ -1,4 +1,5 @@
-"""Sending SMS and WhatsApp through Twilio's REST API, with its errors in our words."""
+"""Sending SMS and WhatsApp through Twilio's REST API (the twilio client, `make_client`), one
+`TwilioSender` per channel and worker thread, with Twilio's errors in our words."""
 
 from __future__ import annotations
 

@@ -1,25 +1,31 @@
-"""Telegram at the edge: updates in, replies out, through python-telegram-bot.
+"""Telegram updates in, and the replies to them out, through python-telegram-bot.
 
-The same `process_update` serves long polling (PTB's Application owns the loop) and the
-webhook (a `TelegramGateway` owns one event loop in a thread, so sync WSGI views can hand
-it coroutines; PTB's update queue is never used from a view). State lives in the database,
-never in PTB's per-process conversation or user data.
+`process_update` is the one way an update is handled, for both ways updates arrive: long
+polling (`run_polling`: PTB's Application owns the loop) and the webhook (`handle_webhook`:
+the process's TelegramGateway owns one event loop in a thread, so a sync WSGI view can hand
+it coroutines; PTB's update queue is never used from a view). An update's effect is
+recorded once (Service.receive), then its replies are sent (`deliver`). State lives in the
+database, never in PTB's per-process conversation or user data.
+
+The webhook answers 200 to anything but a wrong secret (DESIGN §8): a body that is not a
+usable Update is logged once and ignored (Telegram re-sends on any non-2xx, so refusing it
+would only bring it back), and when Telegram itself cannot be reached the update's effect
+is still recorded; only its replies are lost. An unavailable database is the one retry.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import hmac
 import html
+import json
 import logging
-import threading
 import time
 import traceback
-import warnings
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import timedelta
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from telegram import (
     Bot,
@@ -39,8 +45,9 @@ from telegram.error import (
     TelegramError,
 )
 
+from bot.channels.telegram.gateway import TelegramGateway, make_bot
+from bot.channels.telegram.outbound import retry_seconds
 from bot.core.conversation import Channel
-from bot.core.outcomes import Job, Result, SendResult
 from bot.core.phones import normalise_phone
 from bot.core.render import Message, Rendered, render
 from bot.infra import logs, metrics
@@ -49,13 +56,15 @@ from bot.shell import staff_commands
 from bot.shell.service import Received, Service
 
 log = logging.getLogger("petitionbot.telegram")
-T = TypeVar("T")
 
 ALLOWED_UPDATES = ["message", "callback_query"]
 SEND_ATTEMPTS = 4
 MAX_RETRY_WAIT = 30.0
 MAX_ID = 2**63 - 1  # Telegram's ids fit in 52 bits; anything past 64 is not from Telegram
+WEBHOOK_PATIENCE = 15.0  # seconds a webhook request waits for its replies to be sent
 
+
+# Reading an update ------------------------------------------------------------------------
 
 class MalformedUpdate(ValueError):
     """An update no Telegram server sent: a field of a type the Bot API never uses."""
@@ -109,6 +118,8 @@ def _with_plus(number: str) -> str:
     number = number.strip()
     return number if number.startswith("+") else "+" + number
 
+
+# Handling it, and the replies -------------------------------------------------------------
 
 def markup(rendered: Rendered) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | None:
     if rendered.contact_button:
@@ -211,13 +222,6 @@ async def deliver(bot: Bot, service: Service, chat_id: int, messages: Sequence[M
                 return
 
 
-def retry_seconds(error: RetryAfter) -> float:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        wait = error.retry_after
-    return wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
-
-
 async def _quietly(call: Coroutine[Any, Any, Any]) -> None:
     try:
         await call
@@ -225,106 +229,7 @@ async def _quietly(call: Coroutine[Any, Any, Any]) -> None:
         log.info("telegram call failed: %s", type(error).__name__)
 
 
-def make_bot(token: str, base_url: str) -> Bot:
-    return Bot(token, base_url=base_url)
-
-
-class TelegramGateway:
-    """One Bot on one event loop owned by a daemon thread, for synchronous callers.
-
-    Starting needs no network. getMe (the bot's name, a check of the token) is asked on
-    first use and asked again on later use until Telegram answers: a worker started while
-    Telegram is unreachable still handles updates, whose state is in the database."""
-
-    INIT_TIMEOUT = 15.0  # seconds for getMe: PTB's own timeouts (5 s each) end it sooner
-
-    def __init__(self, token: str, base_url: str, retry_interval: float = 10.0) -> None:
-        self.token = token
-        self.base_url = base_url
-        # After a failed getMe, `initialised()` waits this long before asking again, so
-        # an unreachable Telegram costs one slow request per interval, not every request.
-        self.retry_interval = retry_interval
-        self._lock = threading.Lock()
-        self._init_lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._bot: Bot | None = None
-        self._ready = False
-        self._failed_at: float | None = None
-
-    @property
-    def bot(self) -> Bot:
-        """The Bot, initialised; raises what getMe raised (NetworkError, TimedOut ...) when
-        Telegram cannot be reached, and asks again on the next use."""
-        bot = self.unchecked_bot
-        if not self._ready:
-            with self._init_lock:
-                self._initialise()
-        return bot
-
-    @property
-    def unchecked_bot(self) -> Bot:
-        """The Bot on the running loop, initialised or not: enough to read updates and to
-        record their effect without Telegram."""
-        self._start()
-        assert self._bot is not None
-        return self._bot
-
-    def initialised(self) -> bool:
-        """Whether the Bot knows itself (getMe answered), asking Telegram now unless it
-        failed less than `retry_interval` seconds ago; never raises for Telegram's sake."""
-        self._start()
-        if self._ready:
-            return True
-        with self._init_lock:
-            if self._ready:
-                return True
-            if self._failed_at is not None and (
-                    time.monotonic() - self._failed_at < self.retry_interval):
-                return False
-            try:
-                self._initialise()
-            except (TelegramError, TimeoutError) as error:
-                log.warning("telegram unreachable (getMe: %s); will ask again",
-                            type(error).__name__)
-                return False
-            return True
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
-        """Run a coroutine on the owned loop and wait for its result."""
-        self._start()
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
-
-    def _start(self) -> None:
-        with self._lock:
-            if self._loop is not None:
-                return
-            loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="telegram-loop", daemon=True).start()
-            self._loop, self._bot = loop, make_bot(self.token, self.base_url)
-
-    def _initialise(self) -> None:
-        """getMe, with _init_lock held; remembers a failure's time for `initialised()`."""
-        assert self._loop is not None and self._bot is not None
-        future = asyncio.run_coroutine_threadsafe(self._bot.initialize(), self._loop)
-        try:
-            future.result(self.INIT_TIMEOUT)
-        except BaseException:
-            future.cancel()
-            self._failed_at = time.monotonic()
-            raise
-        self._ready, self._failed_at = True, None
-
-    def close(self) -> None:
-        with self._lock:
-            if self._loop is None or self._bot is None:
-                return
-            with contextlib.suppress(TelegramError, TimeoutError):
-                asyncio.run_coroutine_threadsafe(self._bot.shutdown(), self._loop).result(10)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._loop = self._bot = None
-            self._ready, self._failed_at = False, None
-
+# Long polling ------------------------------------------------------------------------------
 
 async def handle_polled(update: Update, bot: Bot, service: Service,
                         running: Callable[[], bool], first_delay: float = 1.0) -> None:
@@ -386,35 +291,71 @@ async def set_webhook(token: str, base_url: str, url: str, secret: str) -> bool:
         return await bot.set_webhook(url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
 
 
-class TelegramSender:
-    """Broadcast sends through the process's TelegramGateway, errors in our words."""
+# The webhook -------------------------------------------------------------------------------
 
-    def __init__(self, gateway: TelegramGateway) -> None:
-        self.gateway = gateway
+@dataclass(frozen=True)
+class WebhookAnswer:
+    """What the webhook answers Telegram: 200, or 503 with Retry-After (Telegram retries)."""
 
-    def prepare(self) -> None:
-        """Start the gateway (its event loop, getMe) before the first paced send."""
-        _ = self.gateway.bot
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
 
-    def send(self, job: Job) -> SendResult:
-        from telegram.error import TimedOut
 
-        try:
-            message = self.gateway.run(self.gateway.bot.send_message(
-                int(job.address), html.escape(job.text, quote=False), parse_mode=ParseMode.HTML),
-                timeout=60)
-        except RetryAfter as error:
-            return SendResult(Result.RETRY, error="429", retry_after=retry_seconds(error))
-        except ChatMigrated as error:
-            return SendResult(Result.MOVED, error="migrated", new_address=str(error.new_chat_id))
-        except Forbidden:
-            return SendResult(Result.UNREACHABLE, error="403")
-        except TimedOut:
-            return SendResult(Result.UNKNOWN, error="timeout")  # it may have gone out
-        except BadRequest as error:
-            return SendResult(Result.FAILED, error=f"400 {error.message[:30]}")
-        except NetworkError:
-            return SendResult(Result.RETRY, error="network")
-        except TelegramError as error:
-            return SendResult(Result.FAILED, error=type(error).__name__[:40])
-        return SendResult(Result.SENT, provider_id=str(message.message_id))
+def secret_matches(given: str, secret: str) -> bool:
+    """Whether X-Telegram-Bot-Api-Secret-Token is our webhook secret (never if none is set)."""
+    return bool(secret) and hmac.compare_digest(given.encode(), secret.encode())
+
+
+def handle_webhook(gateway: TelegramGateway, service: Service, body: bytes) -> WebhookAnswer:
+    """One webhook request's body, handled on the gateway's loop while the request waits,
+    so an unavailable database becomes a 503 (raised) that Telegram retries, and a retried
+    update is a no-op. Works under gunicorn's sync and threaded workers alike."""
+    update, problem = read_update(body, gateway.unchecked_bot)
+    if update is None:
+        log.warning("telegram update ignored: %s", problem)
+        return WebhookAnswer()
+    send = gateway.initialised()  # getMe; asked again on a later request if it failed
+    if send and gateway.bot.username:
+        service.telegram_username = gateway.bot.username
+    # Well inside gunicorn's worker timeout: a long flood wait drops the reply, never the
+    # worker (the message's effect is committed before any reply is sent).
+    try:
+        gateway.run(process_update(update, gateway.unchecked_bot, service,
+                                   patience=WEBHOOK_PATIENCE, send=send),
+                    timeout=WEBHOOK_PATIENCE + 5)
+    except TimeoutError:
+        # Stuck, most likely waiting for the database: Telegram's retry is a no-op if the
+        # effect was committed after all, and handles the update if it was not.
+        log.warning("telegram update not handled in %.0fs; Telegram will retry",
+                    WEBHOOK_PATIENCE + 5)
+        return WebhookAnswer(503, {"Retry-After": "5"})
+    except Exception as error:
+        if database_unavailable(error):
+            raise  # a 503: Telegram retries it once the database is back
+        # Anything else would fail again on every retry, and Telegram holds back this
+        # chat's later updates while it retries: drop this one (as the poller does), with
+        # where it failed and never what it said.
+        log.error("telegram update %s dropped: %s at %s", update.update_id,
+                  type(error).__name__, raised_at(error))
+    return WebhookAnswer()
+
+
+def read_update(body: bytes, bot: Bot) -> tuple[Update | None, str]:
+    """The Update a request body holds, or None and why not, in words that quote nothing
+    of the body (it may be a supporter's message)."""
+    try:
+        data: Any = json.loads(body)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None, "not JSON"
+    if not isinstance(data, dict):
+        return None, f"a JSON {type(data).__name__}, not an object"
+    update_id = data.get("update_id")
+    if isinstance(update_id, bool) or not isinstance(update_id, int) or not (
+            0 <= update_id <= MAX_ID):
+        return None, "no usable update_id"
+    try:
+        update = Update.de_json(data, bot)
+        parse(update)  # what the handling will read of it must be readable
+    except Exception as error:  # de_json raises whatever a field of the wrong type causes
+        return None, f"malformed ({type(error).__name__})"
+    return update, ""
