@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import os
 import sqlite3
 import threading
@@ -23,10 +22,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 LOCK_TIMEOUT = 30.0
 BUSY_TIMEOUT_MS = int(LOCK_TIMEOUT * 1000)
-# When a caller has already queued for its turn (bot.shell.service's inbound messages), the time
-# by which it must have the write lock too: one wait of LOCK_TIMEOUT in all, not two.
-lock_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "petitionbot_lock_deadline", default=None)
 POLL_CAP = 0.001  # seconds: the longest a writer sleeps before looking again
 
 
@@ -104,7 +99,17 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
     writer = WriterLock(parsed.database)
     event.listen(engine, "connect", _sqlite_connect)
-    event.listen(engine, "begin", lambda connection: _sqlite_begin(connection, writer))
+    # Each transaction's BEGIN IMMEDIATE comes just before its first statement, from the
+    # dialect's execute hooks rather than a "begin" listener on the engine: any engine
+    # listener makes every statement on every connection dispatch the engine's events
+    # (6% of an inbound message's time, tools/profile_inbound.py).
+    def begin_first(cursor: Any, _statement: str, *parameters_and_context: Any) -> bool:
+        if not cursor.connection.in_transaction:  # (the sqlite3 connection's own flag)
+            _sqlite_begin(parameters_and_context[-1].root_connection, writer)
+        return False  # not handled here: SQLAlchemy runs the statement as usual
+
+    for hook in ("do_execute", "do_executemany", "do_execute_no_params"):
+        event.listen(engine, hook, begin_first)
     event.listen(engine.pool, "checkin", _sqlite_checkin)
     event.listen(engine.pool, "invalidate", lambda c, record, _e: _sqlite_checkin(c, record))
     event.listen(engine.pool, "detach", _sqlite_checkin)
@@ -122,18 +127,18 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_begin(connection: Any, writer: WriterLock) -> None:
+def _sqlite_begin(connection: Connection, writer: WriterLock) -> None:
     # Take the write lock up front: a read lock upgraded later can fail with SQLITE_BUSY
     # without waiting, and every inbound message writes. Writers queue on WriterLock
     # first, because SQLite's own busy handler waits by sleeping; the lock is held until
     # the connection is back in the pool, after its COMMIT or ROLLBACK.
-    deadline = lock_deadline.get()
+    driver: Any = connection.connection.driver_connection  # the sqlite3 connection
+    deadline: float | None = connection.info.get("lock_deadline")  # see transaction()
     if "writer" not in connection.info:
         if not writer.acquire(LOCK_TIMEOUT if deadline is None else
                               max(0.0, deadline - time.monotonic())):
             raise OperationalError("BEGIN IMMEDIATE", None, TimeoutError("database is busy"))
         connection.info["writer"] = writer
-    driver = connection.connection.driver_connection
     # SQLite's own wait, for a writer outside WriterLock (the sqlite3 shell, a backup):
     # no longer than the caller's deadline either.
     # (In whole seconds, so that a kept connection seldom needs telling again.)
@@ -155,16 +160,22 @@ def _sqlite_checkin(_dbapi_connection: Any, record: Any) -> None:
 
 
 @contextlib.contextmanager
-def transaction(connection: Connection) -> Iterator[Connection]:
+def transaction(connection: Connection,
+                lock_deadline: float | None = None) -> Iterator[Connection]:
     """`connection.begin()` for a Connection kept between transactions: on SQLite the writer
     lock is let go as soon as the transaction ends, not when the connection goes back to
-    the pool (which a kept connection does not)."""
+    the pool (which a kept connection does not). With `lock_deadline` (a time.monotonic()),
+    SQLite's write lock is waited for until then only: a caller that already queued for its
+    turn waits once in all, not twice."""
+    if lock_deadline is not None:
+        connection.info["lock_deadline"] = lock_deadline
     try:
         with connection.begin():
             yield connection
     finally:
         # An invalidated connection has already gone back to the pool (its checkin let go).
         if not (connection.closed or connection.invalidated):
+            connection.info.pop("lock_deadline", None)
             writer = connection.info.pop("writer", None)
             if writer is not None:
                 writer.release()

@@ -4,10 +4,15 @@ Rules:
 1. Pure. No I/O, no clock, no database, no provider library: the shell passes in what it
    has loaded (the supporter's facts, the petitions) and carries out the effects.
 2. Global keywords first (STOP, START, HELP, STATUS, DELETE, RESTART), then the step's
-   handler, one small function per step, wired in the STEPS table.
+   own answer from the STEPS table: each step's choices, in the order they are offered
+   (and numbered, on SMS and WhatsApp), the step each leads to, and what any other
+   message gets.
 3. Input a step cannot use gets a re-prompt and the state unchanged; nothing personal is
    asked before the consent step's YES, and `Sign` only comes out of the review step.
 4. A supporter who said STOP gets one acknowledgement, then silence until START.
+5. Replies come out final: the thanks for signing need the supporter's number, so the
+   review's YES first asks the shell to sign (`Sign`, no reply) and, asked again with
+   `Context.signed`, answers with the number and the new count.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Any
 
 from bot.core.inputs import (
     MAX_COUNTRY,
@@ -138,6 +144,14 @@ class SupporterView:
 
 
 @dataclass(frozen=True)
+class Signed:
+    """The signature a `Sign` effect made (or found: one per person and petition)."""
+
+    number: int
+    total: int  # the petition's count with it, everywhere
+
+
+@dataclass(frozen=True)
 class Context:
     petitions: Mapping[str, PetitionView]
     default: str
@@ -145,6 +159,8 @@ class Context:
     privacy_version: str = ""
     offer_phone_link: bool = False  # the channel can prove a phone number (Telegram)
     distress_words: tuple[str, ...] = ()  # a voice with one of these gets signposting
+    telegram_username: str = ""  # the bot's, once known: signers get their own share link
+    signed: Signed | None = None  # the signature this message made, once the shell made it
 
 
 @dataclass(frozen=True)
@@ -231,6 +247,31 @@ class _Turn:
         return self.ctx.supporter.signature(self.petition.slug)
 
 
+
+# How a step answers: handlers get the turn and the state the choice leads to (the step it
+# names, with that step's options; the state as it was for a choice that stays).
+Handler = Callable[[_Turn, State], Outcome]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A keyword a step answers: the step it leads to and what is said there."""
+
+    keyword: str
+    to: Step | None = None  # None: the step stays (or, for DELETING's NO, the handler says)
+    then: Handler | None = None  # None: a global keyword, answered before any step
+    when: Callable[[_Turn], bool] | None = None  # offered and answered only when this holds
+    shown: bool = True  # offered: among the step's options (numbered on SMS and WhatsApp)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A step's choices, in the order they are offered, and what any other message gets."""
+
+    choices: tuple[Choice, ...]
+    otherwise: Callable[[_Turn], Outcome]
+
+
 def handle(state: State, inbound: Inbound, ctx: Context, now: datetime) -> Outcome:
     """Handle one inbound message."""
     del now  # every time-dependent fact reaches the core through ctx; kept for the contract
@@ -241,7 +282,7 @@ def handle(state: State, inbound: Inbound, ctx: Context, now: datetime) -> Outco
         turn = replace(turn, keyword=inbound.opt_out)
     if ctx.supporter.opted_out:
         return _resume(turn) if turn.keyword in START_WORDS else Outcome(state)
-    if wants_to_stop(inbound):
+    if _wants_to_stop(text, inbound.opt_out):
         # Whatever was being collected for a signature is forgotten with the STOP.
         forgotten = State(petition=state.petition, referral=state.referral)
         return Outcome(forgotten, (Reply(Phrase("stopped")),), (OptOut(),))
@@ -259,7 +300,39 @@ def handle(state: State, inbound: Inbound, ctx: Context, now: datetime) -> Outco
     if turn.keyword == "SIGN" and len(words) == 2 and (
             state.step in (Step.NEW, Step.MENU, Step.SIGNED)):
         return _open(turn, words[1])
-    return STEPS[state.step](turn)
+    return _answer(turn)
+
+
+def _answer(t: _Turn) -> Outcome:
+    """The step's own answer, from STEPS: the choice named, or the step's `otherwise`."""
+    step = t.state.step
+    if step == Step.MENU and t.signature:  # signed meanwhile, on another channel
+        step = Step.SIGNED
+    elif step == Step.SIGNED and t.signature is None:  # withdrawn meanwhile (a DELETE)
+        return _greet(replace(t, state=State(petition=t.state.petition)))
+    rule = STEPS[step]
+    for choice in rule.choices:
+        if choice.keyword == t.keyword and choice.then and (
+                choice.when is None or choice.when(t)):
+            return choice.then(t, t.state if choice.to is None else _enter(t, choice.to))
+    return rule.otherwise(t)
+
+
+def _options(step: Step, t: _Turn) -> tuple[str, ...]:
+    """The keywords `step` offers the supporter now, in order."""
+    return tuple(c.keyword for c in STEPS[step].choices
+                 if c.shown and (c.when is None or c.when(t)))
+
+
+def _enter(t: _Turn, step: Step, **changes: Any) -> State:
+    """The state at `step`, with that step's options."""
+    return replace(t.state, step=step, options=_options(step, t), **changes)
+
+
+def _start_over(entered: State) -> State:
+    """`entered` without the details collected for a signature."""
+    return State(step=entered.step, petition=entered.petition, referral=entered.referral,
+                 options=entered.options)
 
 
 def _petition_named(ctx: Context, code: str) -> PetitionView | None:
@@ -267,12 +340,27 @@ def _petition_named(ctx: Context, code: str) -> PetitionView | None:
     return next((p for p in ctx.petitions.values() if code in (p.code, p.slug.upper())), None)
 
 
-def wants_to_stop(inbound: Inbound) -> bool:
+def _wants_to_stop(text: str, opt_out: str) -> bool:
     """STOP (or UNSUBSCRIBE, STOPALL...) alone, or a message that starts with STOP."""
-    words = clean(inbound.text, limit=1600).upper().split()
+    words = text.upper().split()
     first = words[0].lstrip("/").strip(".!,?") if words else ""
-    return inbound.opt_out == "STOP" or (
+    return opt_out == "STOP" or (
         first in STOP_WORDS and (len(words) == 1 or first in ("STOP", "STOPALL", "UNSUBSCRIBE")))
+
+
+def shows_voices(outcome: Outcome) -> bool:
+    """Whether `outcome` answers INFO, the only reply that lists supporters' voices (which
+    the shell reads only then, and asks again with)."""
+    return any(reply.phrase.key == "info" for reply in outcome.replies)
+
+
+def unanswered(outcome: Outcome) -> Outcome:
+    """`outcome` for a person past their reply budget's notice: it takes effect, unsaid. A
+    DELETE whose question was not asked must not erase on a later YES: it asks first."""
+    state = outcome.state
+    if state.step == Step.DELETING:
+        state = replace(state, options=())
+    return replace(outcome, state=state, replies=())
 
 
 def binding_over_budget(before: State, outcome: Outcome) -> bool:
@@ -309,7 +397,7 @@ def _status(t: _Turn) -> Outcome:
 
 def _delete(t: _Turn) -> Outcome:
     resume = t.state.resume if t.state.step == Step.DELETING else t.state.step
-    state = replace(t.state, step=Step.DELETING, resume=resume, options=("YES", "NO"))
+    state = _enter(t, Step.DELETING, resume=resume)
     return Outcome(state, (Reply(Phrase("delete_confirm"), state.options),))
 
 
@@ -329,163 +417,273 @@ GLOBALS: dict[str, Callable[[_Turn], Outcome]] = {
 }
 
 
-# Steps -------------------------------------------------------------------------------
+# What each choice says -----------------------------------------------------------------
 
-def new(t: _Turn) -> Outcome:
-    return _greet(t)
+def _ask_consent(t: _Turn, s: State) -> Outcome:
+    return Outcome(s, (Reply(Phrase("consent", {"decision_makers": t.petition.decision_makers}),
+                             s.options),))
 
 
-def menu(t: _Turn) -> Outcome:
+def _consent_given(t: _Turn, s: State) -> Outcome:
+    grant = GrantConsent(Purpose.SIGN, t.petition.slug, t.ctx.privacy_version)
+    return Outcome(s, (Reply(Phrase("ask_name")),), (grant,))
+
+
+def _consent_declined(t: _Turn, s: State) -> Outcome:
+    # "Nothing has been stored": drop details left from an earlier try.
+    state = _start_over(s)
+    return Outcome(state, (Reply(Phrase("consent_declined"), state.options),))
+
+
+def _ask_country(t: _Turn, s: State) -> Outcome:
+    return Outcome(s, (Reply(Phrase("ask_country")),))
+
+
+def _sign(t: _Turn, s: State) -> Outcome:
+    details = t.state
+    nation = nation_of(details.postcode) if details.postcode else Nation.OUTSIDE_UK
+    sign = Sign(t.petition.slug, details.name, details.postcode, details.country, nation,
+                details.referral)
+    state = _start_over(s)
+    made = t.ctx.signed
+    if made is None:  # the shell signs, then asks again with the number it took
+        return Outcome(state, (), (sign,))
+    thanks = Phrase("signed", {"name": details.name, "number": made.number,
+                               "count": _count(made.total),
+                               "share_link": _share_link(t, made.number)})
+    return Outcome(state, (Reply(thanks), Reply(Phrase("ask_updates"), state.options)), (sign,))
+
+
+def _edit(t: _Turn, s: State) -> Outcome:
+    return Outcome(s, (Reply(Phrase("ask_name")),))
+
+
+def _cancel_review(t: _Turn, s: State) -> Outcome:
+    state = _start_over(s)
+    return Outcome(state, (Reply(Phrase("review_cancelled"), state.options),))
+
+
+def _subscribe(t: _Turn, s: State) -> Outcome:
+    slug = t.petition.slug
+    subscribed = replace(t.ctx.supporter, subscribed=t.ctx.supporter.subscribed | {slug})
+    # The options once subscribed: UPDATES is no longer one of them.
+    state = replace(s, options=_options(Step.SIGNED, replace(
+        t, ctx=replace(t.ctx, supporter=subscribed))))
+    return Outcome(state, (Reply(Phrase("updates_yes"), state.options),), (
+        GrantConsent(Purpose.UPDATES, slug, t.ctx.privacy_version), Subscribe(slug)))
+
+
+def _no_updates(t: _Turn, s: State) -> Outcome:
+    return Outcome(s, (Reply(Phrase("updates_no"), s.options),))
+
+
+def _ask_updates(t: _Turn, s: State) -> Outcome:
+    return Outcome(s, (Reply(Phrase("ask_updates"), s.options),))
+
+
+def _ask_voice(t: _Turn, s: State) -> Outcome:
+    state = replace(s, voice="")
+    return Outcome(state, (Reply(Phrase("ask_voice", {"max_length": MAX_VOICE})),))
+
+
+def _erase(t: _Turn, s: State) -> Outcome:
+    if not t.state.options:  # the question never reached them (replies were paused)
+        return _delete(t)
+    return Outcome(State(), (Reply(Phrase("deleted")),), (Erase(),))
+
+
+def _keep(t: _Turn, s: State) -> Outcome:
+    resumed = _enter(t, t.state.resume)  # back to the step DELETE interrupted
+    return Outcome(resumed, (Reply(Phrase("delete_kept"), resumed.options),))
+
+
+def _voice_not_kept(t: _Turn, s: State) -> Outcome:
+    back = replace(s, voice="")
+    return Outcome(back, (Reply(Phrase("voice_not_kept"), back.options),))
+
+
+def _publish_voice(t: _Turn, s: State) -> Outcome:
+    back = replace(s, voice="")
+    slug = t.petition.slug
+    return Outcome(back, (Reply(Phrase("voice_thanks"), back.options),), (
+        GrantConsent(Purpose.PUBLISH_VOICE, slug, t.ctx.privacy_version),
+        SaveVoice(slug, t.state.voice, publish=True)))
+
+
+def _more(t: _Turn, s: State) -> Outcome:
+    """The issue, page by page: each page offers its own choices (MORE until the last)."""
+    pages = t.petition.pages or ("",)
+    index = s.page % len(pages)
+    last = index == len(pages) - 1
+    offered: tuple[str, ...] = ("SIGN", "INFO", "HELP") if last else (
+        "MORE", "SIGN", "INFO", "HELP")
     if t.signature:
-        return signed(t)
-    if t.keyword == "SIGN":
-        state = replace(t.state, step=Step.CONSENT, options=("YES", "NO"))
-        return Outcome(state, (Reply(Phrase("consent", {"decision_makers":
-                                                        t.petition.decision_makers}),
-                                     state.options),))
-    if t.keyword == "MORE":
-        return _more(t)
-    if t.keyword == "INFO":
-        return _info(t)
-    return _reprompt(t)
+        offered = tuple(o for o in offered if o != "SIGN")
+    state = replace(s, page=index + 1, options=offered)
+    phrase = Phrase("page_last" if last else "page",
+                    {"page_text": pages[index], "page": index + 1, "pages": len(pages)})
+    return Outcome(state, (Reply(phrase, offered),))
 
 
-def consent(t: _Turn) -> Outcome:
-    if t.keyword == "YES":
-        state = replace(t.state, step=Step.NAME, options=())
-        grant = GrantConsent(Purpose.SIGN, t.petition.slug, t.ctx.privacy_version)
-        return Outcome(state, (Reply(Phrase("ask_name")),), (grant,))
-    if t.keyword == "NO":  # "nothing has been stored": drop details left from an earlier try
-        state = State(step=Step.MENU, petition=t.state.petition, referral=t.state.referral,
-                      options=_menu_options(t))
-        return Outcome(state, (Reply(Phrase("consent_declined"), state.options),))
-    return _reprompt(t)
+def _info(t: _Turn, s: State) -> Outcome:
+    p = t.petition
+    parts = [f"{_count(count)} on {source}" for source, count in p.external]
+    breakdown = " + ".join([*parts, f"{_count(p.here)} here"])
+    if p.external:
+        breakdown += f" = {_count(p.total)}"
+    state = replace(s, options=s.options or _options(Step.MENU, t))
+    info = Reply(Phrase("info", {
+        "title": p.title, "decision_makers": p.decision_makers, "organiser": p.organiser,
+        "created": p.created.strftime("%-d %B %Y"), "count_breakdown": breakdown}),
+        () if p.voices else state.options)
+    if not p.voices:
+        return Outcome(state, (info,))
+    said = tuple(Phrase("voice_line", {"text": text, "place": place}) for text, place in p.voices)
+    return Outcome(state, (info, Reply(Phrase("voices", {"lines": said}), state.options)))
 
 
-def name(t: _Turn) -> Outcome:
+# What any other message gets ------------------------------------------------------------
+
+def _greet(t: _Turn) -> Outcome:
+    if t.signature:
+        return _welcome_back(replace(t, keyword=""))
+    p = t.petition
+    state = _enter(t, Step.MENU, petition=p.slug, page=0)
+    replies = [Reply(Phrase("greeting", {
+        "organiser": p.organiser, "title": p.title, "summary": p.summary,
+        "count": _count(p.total)}), state.options)]
+    if t.ctx.offer_phone_link and t.state.step == Step.NEW:
+        replies.append(Reply(Phrase("offer_link"), ("SHARE_PHONE",)))
+    return Outcome(state, tuple(replies))
+
+
+def _name(t: _Turn) -> Outcome:
     cleaned = valid_name(t.text)
     if cleaned is None:
         return Outcome(t.state, (Reply(Phrase("name_invalid", {"max_length": MAX_NAME})),))
-    state = replace(t.state, step=Step.POSTCODE, name=cleaned, options=("NONE",))
+    state = _enter(t, Step.POSTCODE, name=cleaned)
     return Outcome(state, (Reply(Phrase("ask_postcode", {"name": cleaned}), state.options),))
 
 
-def postcode(t: _Turn) -> Outcome:
-    if t.keyword == "NONE":
-        state = replace(t.state, step=Step.COUNTRY, options=())
-        return Outcome(state, (Reply(Phrase("ask_country")),))
+def _postcode(t: _Turn) -> Outcome:
     canonical = normalise_postcode(t.text)
     if canonical is None:
         return Outcome(t.state, (Reply(Phrase("postcode_invalid"), t.state.options),))
-    return _review(replace(t.state, postcode=canonical, country=""))
+    return _review(t, postcode=canonical, country="")
 
 
-def country(t: _Turn) -> Outcome:
+def _country(t: _Turn) -> Outcome:
     cleaned = valid_country(t.text)
     if cleaned is None:
         return Outcome(t.state, (Reply(Phrase("country_invalid")),))
     if cleaned.upper().replace(".", "") in UK_NAMES:
-        state = replace(t.state, step=Step.POSTCODE, options=("NONE",))
+        state = _enter(t, Step.POSTCODE)
         return Outcome(state, (Reply(Phrase("ask_postcode", {"name": t.state.name}),
                                      state.options),))
-    return _review(replace(t.state, country=cleaned, postcode=""))
+    return _review(t, country=cleaned, postcode="")
 
 
-def review(t: _Turn) -> Outcome:
-    if t.keyword == "YES":
-        s = t.state
-        nation = nation_of(s.postcode) if s.postcode else Nation.OUTSIDE_UK
-        sign = Sign(t.petition.slug, s.name, s.postcode, s.country, nation, s.referral)
-        state = State(step=Step.UPDATES, petition=s.petition, referral=s.referral,
-                      options=("YES", "NO"))
-        return Outcome(state, (
-            Reply(Phrase("signed", {"name": s.name, "share_link": t.petition.share_url})),
-            Reply(Phrase("ask_updates"), state.options)), (sign,))
-    if t.keyword == "EDIT":
-        state = replace(t.state, step=Step.NAME, options=())
-        return Outcome(state, (Reply(Phrase("ask_name")),))
-    if t.keyword == "NO":
-        state = State(step=Step.MENU, petition=t.state.petition, referral=t.state.referral,
-                      options=_menu_options(t))
-        return Outcome(state, (Reply(Phrase("review_cancelled"), state.options),))
-    return _reprompt(t)
+def _review(t: _Turn, **place: str) -> Outcome:
+    state = _enter(t, Step.REVIEW, **place)
+    return Outcome(state, (Reply(Phrase("review", {
+        "name": state.name, "place": _place(state.postcode, state.country)}), state.options),))
 
 
-def updates(t: _Turn) -> Outcome:
-    slug = t.petition.slug
-    if t.keyword == "YES":
-        state = replace(t.state, step=Step.SIGNED, options=_signed_options(t, subscribed=True))
-        return Outcome(state, (Reply(Phrase("updates_yes"), state.options),), (
-            GrantConsent(Purpose.UPDATES, slug, t.ctx.privacy_version), Subscribe(slug)))
-    if t.keyword == "NO":
-        state = replace(t.state, step=Step.SIGNED, options=_signed_options(t))
-        return Outcome(state, (Reply(Phrase("updates_no"), state.options),))
-    return _reprompt(t)
-
-
-def signed(t: _Turn) -> Outcome:
-    if t.signature is None:  # withdrawn elsewhere (DELETE on another channel)
-        return _greet(replace(t, state=State(petition=t.state.petition)))
-    if t.keyword == "MORE":
-        return _more(t)
-    if t.keyword == "INFO":
-        return _info(t)
-    if t.keyword == "UPDATES" and t.petition.slug not in t.ctx.supporter.subscribed:
-        state = replace(t.state, step=Step.UPDATES, options=("YES", "NO"))
-        return Outcome(state, (Reply(Phrase("ask_updates"), state.options),))
-    if t.keyword == "VOICE":
-        state = replace(t.state, step=Step.VOICE, options=(), voice="")
-        return Outcome(state, (Reply(Phrase("ask_voice", {"max_length": MAX_VOICE})),))
-    state = replace(t.state, step=Step.SIGNED, options=_signed_options(t))
+def _welcome_back(t: _Turn) -> Outcome:
+    assert t.signature is not None
+    state = _enter(t, Step.SIGNED)
     key = "already_signed" if t.keyword == "SIGN" else "greeting_signed"
     return Outcome(state, (Reply(Phrase(key, {
         "title": t.petition.title, "number": t.signature.number,
         "count": _count(t.petition.total)}), state.options),))
 
 
-def deleting(t: _Turn) -> Outcome:
-    if t.keyword == "YES":
-        if not t.state.options:  # the question never reached them (replies were paused)
-            return _delete(t)
-        return Outcome(State(), (Reply(Phrase("deleted")),), (Erase(),))
-    if t.keyword == "NO":
-        resumed = replace(t.state, step=t.state.resume, options=_options_for(t, t.state.resume))
-        return Outcome(resumed, (Reply(Phrase("delete_kept"), resumed.options),))
-    return _reprompt(t)
-
-
-def voice(t: _Turn) -> Outcome:
-    back = replace(t.state, step=Step.SIGNED, options=_signed_options(t), voice="")
-    if t.keyword == "NO" and len(t.text.split()) == 1:
-        return Outcome(back, (Reply(Phrase("voice_not_kept"), back.options),))
+def _voice(t: _Turn) -> Outcome:
     said = valid_voice(t.inbound.text)
     if said is None:
         return Outcome(t.state, (Reply(Phrase("voice_invalid", {"max_length": MAX_VOICE})),))
     if suggests_distress(said, t.ctx.distress_words):
         # Safeguarding first: signpost help, and put it in front of staff (never published).
+        back = _enter(t, Step.SIGNED, voice="")
         return Outcome(back, (Reply(Phrase("signpost"), back.options),),
                        (SaveVoice(t.petition.slug, said, publish=False, flagged=True),))
-    state = replace(t.state, step=Step.VOICE_CONSENT, voice=said, options=("YES", "NO"))
+    state = _enter(t, Step.VOICE_CONSENT, voice=said)
     return Outcome(state, (Reply(Phrase("ask_publish"), state.options),))
 
 
-def voice_consent(t: _Turn) -> Outcome:
-    back = replace(t.state, step=Step.SIGNED, options=_signed_options(t), voice="")
-    if t.keyword == "YES":
-        slug = t.petition.slug
-        return Outcome(back, (Reply(Phrase("voice_thanks"), back.options),), (
-            GrantConsent(Purpose.PUBLISH_VOICE, slug, t.ctx.privacy_version),
-            SaveVoice(slug, t.state.voice, publish=True)))
-    if t.keyword == "NO":
-        return Outcome(back, (Reply(Phrase("voice_not_kept"), back.options),))
-    return _reprompt(t)
+def _reprompt(t: _Turn) -> Outcome:
+    """Unusable input: say so, repeat the choices, change nothing."""
+    if t.state.options:
+        return Outcome(t.state, (Reply(Phrase("not_understood_choose"), t.state.options),))
+    return Outcome(t.state, (Reply(Phrase("not_understood")),))
 
 
-STEPS: dict[Step, Callable[[_Turn], Outcome]] = {
-    Step.NEW: new, Step.MENU: menu, Step.CONSENT: consent, Step.NAME: name,
-    Step.POSTCODE: postcode, Step.COUNTRY: country, Step.REVIEW: review,
-    Step.UPDATES: updates, Step.SIGNED: signed, Step.DELETING: deleting,
-    Step.VOICE: voice, Step.VOICE_CONSENT: voice_consent,
+# When a choice is offered ----------------------------------------------------------------
+
+def _unsigned(t: _Turn) -> bool:
+    return t.signature is None
+
+
+def _has_signed(t: _Turn) -> bool:
+    return t.signature is not None
+
+
+def _unsubscribed(t: _Turn) -> bool:
+    return t.petition.slug not in t.ctx.supporter.subscribed
+
+
+def _one_word(t: _Turn) -> bool:
+    return len(t.text.split()) == 1
+
+
+# The steps -------------------------------------------------------------------------------
+
+STEPS: dict[Step, Rule] = {
+    Step.NEW: Rule((), otherwise=_greet),
+    Step.MENU: Rule((
+        Choice("SIGN", Step.CONSENT, _ask_consent, when=_unsigned),
+        Choice("STATUS", when=_has_signed),
+        Choice("MORE", None, _more),
+        Choice("INFO", None, _info),
+        Choice("HELP"),
+    ), otherwise=_reprompt),
+    Step.CONSENT: Rule((
+        Choice("YES", Step.NAME, _consent_given),
+        Choice("NO", Step.MENU, _consent_declined),
+    ), otherwise=_reprompt),
+    Step.NAME: Rule((), otherwise=_name),
+    Step.POSTCODE: Rule((
+        Choice("NONE", Step.COUNTRY, _ask_country),
+    ), otherwise=_postcode),
+    Step.COUNTRY: Rule((), otherwise=_country),
+    Step.REVIEW: Rule((
+        Choice("YES", Step.UPDATES, _sign),
+        Choice("EDIT", Step.NAME, _edit),
+        Choice("NO", Step.MENU, _cancel_review, shown=False),
+    ), otherwise=_reprompt),
+    Step.UPDATES: Rule((
+        Choice("YES", Step.SIGNED, _subscribe),
+        Choice("NO", Step.SIGNED, _no_updates),
+    ), otherwise=_reprompt),
+    Step.SIGNED: Rule((
+        Choice("UPDATES", Step.UPDATES, _ask_updates, when=_unsubscribed),
+        Choice("VOICE", Step.VOICE, _ask_voice),
+        Choice("MORE", None, _more),
+        Choice("INFO", None, _info),
+        Choice("STATUS"),
+        Choice("HELP"),
+    ), otherwise=_welcome_back),
+    Step.DELETING: Rule((
+        Choice("YES", Step.NEW, _erase),
+        Choice("NO", None, _keep),  # back to the step DELETE interrupted
+    ), otherwise=_reprompt),
+    Step.VOICE: Rule((
+        Choice("NO", Step.SIGNED, _voice_not_kept, when=_one_word, shown=False),
+    ), otherwise=_voice),
+    Step.VOICE_CONSENT: Rule((
+        Choice("YES", Step.SIGNED, _publish_voice),
+        Choice("NO", Step.SIGNED, _voice_not_kept),
+    ), otherwise=_reprompt),
 }
 
 
@@ -503,81 +701,12 @@ def _open(t: _Turn, payload: str) -> Outcome:
     return _greet(replace(t, state=state))
 
 
-def _greet(t: _Turn) -> Outcome:
-    if t.signature:
-        return signed(replace(t, keyword=""))
-    p = t.petition
-    state = replace(t.state, step=Step.MENU, petition=p.slug, page=0, options=_menu_options(t))
-    replies = [Reply(Phrase("greeting", {
-        "organiser": p.organiser, "title": p.title, "summary": p.summary,
-        "count": _count(p.total)}), state.options)]
-    if t.ctx.offer_phone_link and t.state.step == Step.NEW:
-        replies.append(Reply(Phrase("offer_link"), ("SHARE_PHONE",)))
-    return Outcome(state, tuple(replies))
-
-
-def _more(t: _Turn) -> Outcome:
-    pages = t.petition.pages or ("",)
-    index = t.state.page % len(pages)
-    last = index == len(pages) - 1
-    options: tuple[str, ...] = ("SIGN", "INFO", "HELP") if last else (
-        "MORE", "SIGN", "INFO", "HELP")
-    if t.signature:
-        options = tuple(o for o in options if o != "SIGN")
-    state = replace(t.state, page=index + 1, options=options)
-    phrase = Phrase("page_last" if last else "page",
-                    {"page_text": pages[index], "page": index + 1, "pages": len(pages)})
-    return Outcome(state, (Reply(phrase, options),))
-
-
-def _info(t: _Turn) -> Outcome:
-    p = t.petition
-    parts = [f"{_count(count)} on {source}" for source, count in p.external]
-    breakdown = " + ".join([*parts, f"{_count(p.here)} here"])
-    if p.external:
-        breakdown += f" = {_count(p.total)}"
-    state = replace(t.state, options=t.state.options or _menu_options(t))
-    info = Reply(Phrase("info", {
-        "title": p.title, "decision_makers": p.decision_makers, "organiser": p.organiser,
-        "created": p.created.strftime("%-d %B %Y"), "count_breakdown": breakdown}),
-        () if p.voices else state.options)
-    if not p.voices:
-        return Outcome(state, (info,))
-    said = tuple(Phrase("voice_line", {"text": text, "place": place}) for text, place in p.voices)
-    return Outcome(state, (info, Reply(Phrase("voices", {"lines": said}), state.options)))
-
-
-def _review(state: State) -> Outcome:
-    state = replace(state, step=Step.REVIEW, options=("YES", "EDIT"))
-    return Outcome(state, (Reply(Phrase("review", {
-        "name": state.name, "place": _place(state.postcode, state.country)}), state.options),))
-
-
-def _reprompt(t: _Turn) -> Outcome:
-    """Unusable input: say so, repeat the choices, change nothing."""
-    if t.state.options:
-        return Outcome(t.state, (Reply(Phrase("not_understood_choose"), t.state.options),))
-    return Outcome(t.state, (Reply(Phrase("not_understood")),))
-
-
-def _menu_options(t: _Turn) -> tuple[str, ...]:
-    return ("STATUS", "MORE", "INFO", "HELP") if t.signature else ("SIGN", "MORE", "INFO", "HELP")
-
-
-def _signed_options(t: _Turn, subscribed: bool = False) -> tuple[str, ...]:
-    subscribed = subscribed or t.petition.slug in t.ctx.supporter.subscribed
-    return ("VOICE", "MORE", "INFO", "STATUS", "HELP") if subscribed else (
-        "UPDATES", "VOICE", "MORE", "INFO", "STATUS", "HELP")
-
-
-def _options_for(t: _Turn, step: Step) -> tuple[str, ...]:
-    return {
-        Step.NEW: (), Step.MENU: _menu_options(t), Step.CONSENT: ("YES", "NO"),
-        Step.NAME: (), Step.POSTCODE: ("NONE",), Step.COUNTRY: (),
-        Step.REVIEW: ("YES", "EDIT"), Step.UPDATES: ("YES", "NO"),
-        Step.SIGNED: _signed_options(t), Step.DELETING: ("YES", "NO"),
-        Step.VOICE: (), Step.VOICE_CONSENT: ("YES", "NO"),
-    }[step]
+def _share_link(t: _Turn, number: int) -> str:
+    """A Telegram signer's own link (whoever signs through it is credited to them), or the
+    petition's."""
+    if t.inbound.channel == Channel.TELEGRAM and t.ctx.telegram_username:
+        return f"https://t.me/{t.ctx.telegram_username}?start={t.petition.code}_r{number}"
+    return t.petition.share_url
 
 
 def _keyword(text: str, state: State, channel: Channel) -> str:
@@ -610,4 +739,5 @@ def _channel_name(channel: Channel) -> str:
 
 
 __all__ = ["MAX_COUNTRY", "MAX_NAME", "MAX_VOICE", "NO_WORDS", "RESERVED", "START_WORDS",
-           "STOP_WORDS", "YES_WORDS", "binding_over_budget", "clean", "valid_country", "valid_name"]
+           "STOP_WORDS", "YES_WORDS", "binding_over_budget", "clean", "shows_voices", "unanswered",
+           "valid_country", "valid_name"]

@@ -3,7 +3,6 @@ WhatsApp, HTML with inline buttons for Telegram. Pure: no I/O."""
 
 from __future__ import annotations
 
-import functools
 import html
 from dataclasses import dataclass
 
@@ -33,11 +32,11 @@ class Rendered:
     contact_button: str = ""  # Telegram: a keyboard button that shares the phone number
 
 
-@functools.lru_cache(maxsize=4096)
 def render(message: Message, channel: Channel) -> Rendered:
-    """The message as `channel` shows it (most replies repeat, so they are remembered).
-    Text that no channel can carry (NUL, non-characters) is dropped, wherever it came from:
-    a voice or a name stored before such text was cleaned on arrival must not break XML."""
+    """The message as `channel` shows it. Not cached: replies echo names and postcodes,
+    which must not outlive an erasure in memory (and a cache measured no gain). Text that no
+    channel can carry (NUL, non-characters) is dropped, wherever it came from: a voice or a
+    name stored before such text was cleaned on arrival must not break XML."""
     if channel == Channel.TELEGRAM:
         raw = storable(message.text)
         text = html.escape(raw, quote=False)

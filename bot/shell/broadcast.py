@@ -22,12 +22,14 @@ from sqlalchemy.orm import Session
 from bot.core.conversation import Channel
 from bot.core.gsm import encoding, segments, to_gsm7, unicode_forcing_characters
 from bot.core.outcomes import Job
+from bot.infra.clock import utcnow
 from bot.infra.config import Config
-from models import Announcement, Delivery, Identity, Petition, Signature, Subscription
+from models import Announcement, Delivery, Identity, Signature, Subscription
 from models.base import UTCDateTime
 from models.broadcast import DONE, OPEN
 from models.db import is_postgres
 from models.sql import insert_ignore
+from models.supporters import petition_id
 
 WHATSAPP_WINDOW = dt.timedelta(hours=24)
 # An instruction ("Reply STOP", "send stop"), not just the word: "we will not STOP" tells
@@ -104,7 +106,7 @@ def create(session: Session, config: Config, slug: str, text: str, created_by: s
         nations=list(audience.nations), postcode_areas=[a.upper() for a in audience.postcode_areas],
         test_group=audience.test_group, whatsapp_content_sid=content_sid,
         whatsapp_variables=variables, milestone=milestone, created_by=created_by,
-        created_at=now or _now())
+        created_at=now or utcnow())
     session.add(announcement)
     session.flush()
     return announcement
@@ -312,7 +314,7 @@ def _audience(session: Session, config: Config, announcement: Announcement) -> A
 
 def ensure_test_identities(session: Session, members: Iterable[Sequence[str]]) -> None:
     """Staff test numbers get identities (not supporters, never counted) to send to."""
-    now = _now()
+    now = utcnow()
     for channel, address in members:
         insert_ignore(session, Identity, {"channel": channel, "address": address,
                                           "created_at": now}, ["channel", "address"])
@@ -397,7 +399,7 @@ def milestone_drafts(session: Session | Connection, config: Config, slug: str, b
 
 
 def _petition_id(session: Session | Connection, slug: str) -> int:
-    pid = session.scalar(select(Petition.id).where(Petition.slug == slug))
+    pid = petition_id(session, slug)
     if pid is None:
         raise BroadcastError(f"no petition with slug {slug!r}")
     return pid
@@ -407,10 +409,6 @@ def _dialect(session: Session) -> Any:
     from sqlalchemy.dialects import postgresql, sqlite
 
     return postgresql if is_postgres(session) else sqlite
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 __all__ = ["ApprovalRefused", "Audience", "BroadcastError", "Job", "Preview",

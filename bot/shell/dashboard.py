@@ -20,6 +20,7 @@ from bot.infra.config import Config
 from bot.shell.broadcast import progress
 from models import Announcement, ChannelCount, Identity, Petition, Signature, Subscription
 from models.db import is_postgres
+from models.supporters import petition_id
 
 CHANNELS = ("sms", "whatsapp", "telegram")
 NATIONS = ("england", "scotland", "wales", "northern_ireland", "crown_dependencies", "bfpo",
@@ -53,10 +54,6 @@ class Figures:
     @property
     def optin_rate(self) -> float:
         return self.subscribers / self.totals.here if self.totals.here else 0.0
-
-
-def petition_id(session: Session, slug: str) -> int | None:
-    return session.scalar(select(Petition.id).where(Petition.slug == slug))
 
 
 def totals(session: Session, config: Config, slug: str) -> Totals:

@@ -1,37 +1,46 @@
-"""Who a message is from: their identity, supporter and conversation, found or created, with
-one person's messages handled one at a time; and the records that follow a person (linking
-two of their identities, erasing them).
+"""Who a message is from: their identity and person, read once per message (FIND), or
+enrolled if new; what is written back about them; and the records that follow a person
+(linking two of their identities, erasing them, their reply budget).
 
-Every inbound message runs these statements, so they are built once, as Core statements
-with bound parameters, and run on the transaction's connection: no ORM unit of work and no
-statement construction per message.
+One person's messages are handled one at a time: on PostgreSQL their supporter row is
+locked before anything about them is read; on SQLite the write lock already serialises
+every writer. Whatever changed about the person meanwhile (created, linked or erased by a
+message on another channel) makes the message run again from the start (ConcurrentUpdate).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
-    Table,
+    Row,
+    Select,
+    Update,
     bindparam,
+    cast,
     delete,
+    exists,
+    func,
     insert,
-    literal,
+    literal_column,
     null,
     select,
     union_all,
     update,
 )
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from bot.core.conversation import Channel, SignatureView, State, Step, SupporterView
+from bot.core.render import Message
 from bot.shell import throttle
+from bot.shell.unit_of_work import UnitOfWork
 from models import (
     ChannelCount,
     ConsentRecord,
@@ -39,274 +48,396 @@ from models import (
     Identity,
     InboundMessage,
     Petition,
-    RateWindow,
     Signature,
     Subscription,
     Supporter,
     Voice,
 )
-from models.base import BigId
-from models.db import is_postgres
-from models.prepared import Prepared
 from models.sql import insert_ignore, insert_ignore_statement
-
-identities = cast(Table, Identity.__table__)
-supporters = cast(Table, Supporter.__table__)
-conversations = cast(Table, Conversation.__table__)
-signatures = cast(Table, Signature.__table__)
-subscriptions = cast(Table, Subscription.__table__)
-petitions = cast(Table, Petition.__table__)
-inbound_messages = cast(Table, InboundMessage.__table__)
-
-_IDENTITY = (identities.c.channel == bindparam("channel"),
-             identities.c.address == bindparam("address"))
-# The sender and what the core needs to know about them, in one statement: one "who" row
-# (identity, phone, conversation), then a row per signature of theirs (on any channel) and
-# per subscription of this identity. Each column holds one type in every kind of row.
-_FIND_PARTS = (
-    select(literal("who").label("kind"), identities.c.id, identities.c.supporter_id,
-           identities.c.opted_out_at, identities.c.unreachable_at, identities.c.last_inbound_at,
-           supporters.c.phone, conversations.c.step, conversations.c.data,
-           conversations.c.version, null(), null(), null(), supporters.c.reply_times,
-           supporters.c.over_budget_at)
-    .select_from(identities.outerjoin(conversations,
-                                      conversations.c.identity_id == identities.c.id)
-                 .outerjoin(supporters, supporters.c.id == identities.c.supporter_id))
-    .where(*_IDENTITY),
-    select(literal("signed"), signatures.c.number, null(), signatures.c.signed_at, null(),
-           null(), signatures.c.name, petitions.c.slug, null(), null(), signatures.c.channel,
-           signatures.c.postcode, signatures.c.country, null(), null())
-    .join_from(signatures, petitions, petitions.c.id == signatures.c.petition_id)
-    .where(signatures.c.supporter_id == select(identities.c.supporter_id)
-           .where(*_IDENTITY).scalar_subquery()),
-    select(literal("subscribed"), null(), null(), null(), null(), null(), null(),
-           petitions.c.slug, null(), null(), null(), null(), null(), null(), null())
-    .join_from(subscriptions, petitions, petitions.c.id == subscriptions.c.petition_id)
-    .where(subscriptions.c.identity_id == select(identities.c.id)
-           .where(*_IDENTITY).scalar_subquery()))
-FIND = Prepared(union_all(*_FIND_PARTS))
-
-
-def _find_and_record(dialect: str) -> Any:
-    """PostgreSQL: FIND, and the message's inbound row inserted in the same statement (a
-    data-modifying WITH), naming the sender only if the supporter locked is theirs. An
-    "inbound" row gives the new row's id, or NULL for a replay."""
-    recorded = (postgresql.insert(inbound_messages)
-                .values(channel=bindparam("p_channel"), provider_id=bindparam("p_provider_id"),
-                        identity_id=select(identities.c.id).where(
-                            *_IDENTITY, identities.c.supporter_id == bindparam(
-                                "p_locked", type_=BigId)).scalar_subquery(),
-                        body=bindparam("p_body"), received_at=bindparam("p_received_at"))
-                .on_conflict_do_nothing(index_elements=["channel", "provider_id"])
-                .returning(inbound_messages.c.id).cte("recorded"))
-    return union_all(*_FIND_PARTS, select(
-        literal("inbound"), select(recorded.c.id).scalar_subquery(), *[null()] * 13))
-
-
-FIND_AND_RECORD = Prepared(_find_and_record)
-NEW_INBOUND = Prepared(lambda dialect: insert_ignore_statement(
-    dialect, inbound_messages, ("channel", "provider_id", "identity_id", "body", "received_at"),
-    ("channel", "provider_id"), inbound_messages.c.id))
-
-LOCK_PERSON = Prepared(select(supporters.c.id)
-               .where(supporters.c.id == select(identities.c.supporter_id)
-                      .where(*_IDENTITY).scalar_subquery())
-               .with_for_update())
-LOCK_SUPPORTER = Prepared(select(supporters.c.id).where(supporters.c.id == bindparam("id"))
-                          .with_for_update())
-LOCK_IDENTITY = Prepared(select(identities.c.id).where(identities.c.id == bindparam("id"))
-                         .with_for_update())
-SUPPORTER_BY_PHONE = Prepared(select(supporters.c.id)
-                              .where(supporters.c.phone == bindparam("phone")))
-NEW_SUPPORTER = Prepared(insert(supporters).values(created_at=bindparam("p_now"))
-                         .returning(supporters.c.id))
-NEW_CONVERSATION = Prepared(insert(conversations).values(
-    identity_id=bindparam("p_identity"), step=bindparam("p_step"), data=bindparam("p_data"),
-    version=1, updated_at=bindparam("p_now")))
-SAVE_CONVERSATION = Prepared(update(conversations)
-                     .where(conversations.c.identity_id == bindparam("p_identity"),
-                            conversations.c.version == bindparam("p_version"))
-                     .values(step=bindparam("p_step"), data=bindparam("p_data"),
-                             version=conversations.c.version + 1, updated_at=bindparam("p_now")))
-
-STATE_FIELDS = tuple(f.name for f in dataclasses.fields(State) if f.name != "step")
-WATCHED = ("supporter_id", "opted_out_at", "unreachable_at", "last_inbound_at")
+from models.tables import (
+    conversations,
+    identities,
+    inbound_messages,
+    petitions,
+    rate_windows,
+    signatures,
+    subscriptions,
+    supporters,
+)
 
 
 class ConcurrentUpdate(Exception):
-    """Someone else changed this conversation meanwhile: the transaction must be retried."""
+    """Someone else changed this person meanwhile: the transaction must be retried."""
+
+
+class Replay(NamedTuple):
+    """A message already handled (a provider's retry): what it was answered."""
+
+    replies: tuple[Message, ...]
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A conversation as stored: its step, the rest of its State, and its version."""
+
+    step: str
+    data: Mapping[str, Any]
+    version: int
+
+
+# The identity's fields a message may change; written back at its end if it did.
+WATCHED = ("supporter_id", "opted_out_at", "unreachable_at", "last_inbound_at")
 
 
 @dataclass
-class Who:
-    """The sender, as read at the start of the transaction; changes are written at the end."""
+class Sender:
+    """Who a message is from, as read at the start of its transaction; changes to the
+    WATCHED fields are written at its end (`save`)."""
 
-    id: int
+    identity_id: int
     supporter_id: int | None
     opted_out_at: datetime | None
     unreachable_at: datetime | None
     last_inbound_at: datetime | None
-    phone: str | None
-    step: str | None
-    data: dict[str, Any] | None
-    version: int | None
-    reply_times: list[float] | None = None  # the supporter's reply budget (bot.core.budget)
+    phone: str | None = None  # their person's
+    conversation: Stored | None = None
+    reply_times: list[float] | None = None  # their person's reply budget (bot.core.budget)
     over_budget_at: datetime | None = None
-    read: dict[str, Any] = field(default_factory=dict)
-    # FIND's signature and subscription rows, and the supporter they were read for.
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
-    rows_for: int | None = None
+    signatures: tuple[SignatureView, ...] = ()  # their person's, on any channel
+    subscribed: frozenset[str] = frozenset()  # petitions with updates on this identity
+    written: dict[str, Any] = field(default_factory=dict, repr=False)  # WATCHED, as stored
 
     def __post_init__(self) -> None:
-        self.read = {name: getattr(self, name) for name in WATCHED}
+        self.written = {name: getattr(self, name) for name in WATCHED}
 
     @property
     def state(self) -> State:
-        """The stored conversation as the core's State (every field, whatever its name)."""
-        if self.step is None or self.data is None:
+        """Where their conversation is."""
+        if self.conversation is None:
             return State()
-        data = {**self.data, "step": self.step}
-        try:
-            return State(**{f.name: _field(f.name, data[f.name])
-                            for f in dataclasses.fields(State) if f.name in data})
-        except (TypeError, ValueError):  # written by an older version: start again
-            return State()
+        return stored_state(self.conversation.step, self.conversation.data)
+
+    @property
+    def facts(self) -> SupporterView:
+        return SupporterView(opted_out=self.opted_out_at is not None,
+                             signatures=self.signatures, subscribed=self.subscribed)
 
 
-def lock(conn: Connection, channel: Channel, address: str) -> int | None:
-    """PostgreSQL: lock the person behind this address (if known) before reading anything,
-    so that one person's messages, on any channel, are handled one after the other; their
-    supporter id, or None. SQLite needs nothing: its write lock is already held."""
-    if not is_postgres(conn):
-        return None
-    locked: int | None = LOCK_PERSON.scalar(conn, {"channel": channel.value,
-                                                   "address": address})
-    return locked
+# Loading ---------------------------------------------------------------------------------
+
+_ADDRESS = (identities.c.channel == bindparam("channel"),
+            identities.c.address == bindparam("address"))
+_IDENTITY = select(identities.c.id).where(*_ADDRESS).scalar_subquery()
+# The person a message is from: its identity's supporter; or, from an address not seen
+# before, whoever has the sender's phone number (their SMS and WhatsApp are one person).
+_PERSON = func.coalesce(
+    select(identities.c.supporter_id).where(*_ADDRESS).scalar_subquery(),
+    select(supporters.c.id).where(supporters.c.phone == bindparam("phone"),
+                                  ~exists().where(*_ADDRESS)).scalar_subquery())
+LOCK_PERSON = select(supporters.c.id).where(supporters.c.id == _PERSON).with_for_update()
+
+# FIND's columns: each holds one fact (and type) in every kind of row that has it.
+_COLUMNS: dict[str, ColumnElement[Any]] = {
+    "identity_id": identities.c.id, "opted_out_at": identities.c.opted_out_at,
+    "unreachable_at": identities.c.unreachable_at,
+    "last_inbound_at": identities.c.last_inbound_at,
+    "step": conversations.c.step, "data": conversations.c.data,
+    "version": conversations.c.version,
+    "supporter_id": supporters.c.id, "phone": supporters.c.phone,
+    "reply_times": supporters.c.reply_times, "over_budget_at": supporters.c.over_budget_at,
+    "petition": petitions.c.slug, "number": signatures.c.number,
+    "signed_at": signatures.c.signed_at, "channel": signatures.c.channel,
+    "name": signatures.c.name, "postcode": signatures.c.postcode,
+    "country": signatures.c.country,
+    "replies": inbound_messages.c.replies,
+}
 
 
-def find_and_record(conn: Connection, channel: Channel, address: str, locked: int | None,
-                    body: str, provider_id: str,
-                    now: datetime) -> tuple[Who | None, int | None, bool]:
-    """The sender (as `find`), and the message's inbound row: its id, or None for a replay
-    (whose first copy had the effect), and whether it already names the sender. It names
-    them at once only if they are settled (on PostgreSQL: the supporter locked is theirs),
-    as its foreign key share-locks the identity, which must not come before that lock."""
-    params = {"channel": channel.value, "address": address, "p_channel": channel.value,
-              "p_provider_id": provider_id, "p_body": body, "p_received_at": now}
-    if is_postgres(conn):  # one round trip
-        rows = FIND_AND_RECORD.all(conn, {**params, "p_locked": locked})
-        inbound_id = next(row[1] for row in rows if row[0] == "inbound")
-        who = _who(rows)
-        return who, inbound_id, who is not None and holds(conn, who, locked)
-    who = find(conn, channel, address)
-    settled = who is not None and holds(conn, who, locked)
-    inbound_id = NEW_INBOUND.scalar(conn, {
-        **params, "p_identity_id": who.id if who is not None and settled else None})
-    return who, inbound_id, settled
+def _rows(kind: str, facts: Mapping[str, ColumnElement[Any]],
+          typed: bool = False) -> Select[Any]:
+    """One kind of FIND's rows: its facts, and NULL for the others. The first kind's NULLs
+    are `typed`: a UNION's columns take their types from its first SELECT."""
+    return select(literal_column(f"'{kind}'").label("kind"), *[
+        (facts[name] if name in facts else cast(null(), column.type) if typed else null())
+        .label(name) for name, column in _COLUMNS.items()])
 
 
-def holds(conn: Connection, who: Who, locked: int | None) -> bool:
-    """Whether this transaction already serialises `who`'s messages: on SQLite always (the
-    writer lock), on PostgreSQL when the supporter locked is theirs."""
-    return not is_postgres(conn) or (locked is not None and locked == who.supporter_id)
+_PERSON_FACTS: dict[str, ColumnElement[Any]] = {
+    "supporter_id": supporters.c.id, "phone": supporters.c.phone,
+    "reply_times": supporters.c.reply_times, "over_budget_at": supporters.c.over_budget_at}
+# Everything a message needs to know about its sender, in one statement: their identity,
+# conversation and person (or, from a new address, the person with their phone number),
+# the person's signatures, the identity's subscriptions, and whether this message was
+# answered already.
+FIND = union_all(
+    _rows("sender", {
+        "identity_id": identities.c.id, "opted_out_at": identities.c.opted_out_at,
+        "unreachable_at": identities.c.unreachable_at,
+        "last_inbound_at": identities.c.last_inbound_at, "step": conversations.c.step,
+        "data": conversations.c.data, "version": conversations.c.version, **_PERSON_FACTS},
+        typed=True)
+    .select_from(identities
+                 .outerjoin(conversations, conversations.c.identity_id == identities.c.id)
+                 .outerjoin(supporters, supporters.c.id == identities.c.supporter_id))
+    .where(*_ADDRESS),
+    _rows("owner", _PERSON_FACTS)
+    .where(supporters.c.phone == bindparam("phone"), ~exists().where(*_ADDRESS)),
+    _rows("signed", {
+        "petition": petitions.c.slug, "number": signatures.c.number,
+        "signed_at": signatures.c.signed_at, "channel": signatures.c.channel,
+        "name": signatures.c.name, "postcode": signatures.c.postcode,
+        "country": signatures.c.country})
+    .select_from(signatures.join(petitions, petitions.c.id == signatures.c.petition_id))
+    .where(signatures.c.supporter_id == _PERSON),
+    _rows("subscribed", {"petition": petitions.c.slug})
+    .select_from(subscriptions.join(petitions, petitions.c.id == subscriptions.c.petition_id))
+    .where(subscriptions.c.identity_id == _IDENTITY),
+    _rows("replay", {"replies": inbound_messages.c.replies})
+    .where(inbound_messages.c.channel == bindparam("channel"),
+           inbound_messages.c.provider_id == bindparam("provider_id")))
 
 
-def find(conn: Connection, channel: Channel, address: str) -> Who | None:
-    return _who(FIND.all(conn, {"channel": channel.value, "address": address}))
+@dataclass(frozen=True)
+class Found:
+    """What FIND read: the sender's row (None: a new address), the row with their person's
+    facts (the sender's own, or from a new address the owner of their phone number; None:
+    a new person), and for a message already handled, its replay."""
+
+    sender: Row[Any] | None = None
+    person: Row[Any] | None = None
+    signatures: tuple[SignatureView, ...] = ()
+    subscribed: frozenset[str] = frozenset()
+    replay: Replay | None = None
+
+    @property
+    def supporter_id(self) -> int | None:
+        return None if self.person is None else self.person.supporter_id
 
 
-def _who(rows: list[tuple[Any, ...]]) -> Who | None:
-    found = next((row for row in rows if row[0] == "who"), None)
-    if found is None:
-        return None
-    who = Who(*found[1:10])
-    who.reply_times, who.over_budget_at = found[13], found[14]
-    who.rows = [row for row in rows if row[0] in ("signed", "subscribed")]
-    who.rows_for = who.supporter_id
-    return who
+_CHANNELS = {channel.value: channel for channel in Channel}
 
 
-def create(conn: Connection, channel: Channel, address: str, phone: str,
-           now: datetime) -> Who:
-    """A first message from this address: its identity, with the person's supporter."""
-    # A phone number names the person on every channel, so their supporter comes first; a
-    # Telegram chat gets its supporter once its identity row is locked (settle, below).
-    supporter_id = supporter_for(conn, phone, now) if phone else None
-    insert_ignore(conn, Identity, {"supporter_id": supporter_id, "channel": channel.value,
-                                   "address": address, "created_at": now,
-                                   "last_inbound_at": now},  # created by their message
-                  ["channel", "address"])
-    who = find(conn, channel, address)
-    assert who is not None
-    return who
+def find(work: UnitOfWork, channel: Channel, address: str, phone: str = "",
+         provider_id: str = "") -> Found:
+    """FIND: the sender at `address` (or who has `phone`), and the replay of `provider_id`."""
+    sender = person = replay = None
+    signed: list[SignatureView] = []
+    subscribed: set[str] = set()
+    for row in work.conn.execute(FIND, {"channel": channel.value, "address": address,
+                                        "phone": phone, "provider_id": provider_id}).all():
+        match row.kind:
+            case "sender":
+                sender = person = row
+            case "owner":
+                person = row
+            case "signed":
+                signed.append(SignatureView(
+                    petition=row.petition, number=row.number, signed_at=row.signed_at,
+                    channel=_CHANNELS[row.channel], name=row.name, postcode=row.postcode or "",
+                    country=row.country or ""))
+            case "subscribed":
+                subscribed.add(row.petition)
+            case "replay":
+                replay = Replay(tuple(Message(r["text"], tuple(r["options"]))
+                                      for r in row.replies or ()))
+    return Found(sender, person, tuple(signed), frozenset(subscribed), replay)
 
 
-def settle(conn: Connection, who: Who, locked: int | None, channel: Channel, address: str,
-           phone: str, now: datetime) -> Who:
-    """Make sure the person found is the one locked (PostgreSQL), and that they have a
-    supporter row (unless they opted out, bare, after an erasure)."""
-    postgres = is_postgres(conn)
-    if who.supporter_id is None:
-        if postgres:
-            LOCK_IDENTITY.run(conn, {"id": who.id})
-            who = find(conn, channel, address) or who
-        if who.supporter_id is None and who.opted_out_at is None:
-            who.supporter_id = supporter_for(conn, phone, now)
-            write(conn, who)
-    elif postgres and locked != who.supporter_id:
-        # Created just now, or the person changed while we waited: lock, then re-read.
-        if LOCK_SUPPORTER.scalar(conn, {"id": who.supporter_id}) is None:
-            return find_or_create(conn, channel, address, phone, now)  # erased meanwhile
-        who = find(conn, channel, address) or who
-    return who
+def load(work: UnitOfWork, channel: Channel, address: str, phone: str, provider_id: str,
+         own_contact: bool, now: datetime) -> Sender | Replay:
+    """The sender of a message, their person locked first where rows are locked, enrolled
+    if they are new; or, for a message already handled, its replay (which touches
+    nothing: enrolling its sender could bring back a person its first copy erased)."""
+    keys = {"channel": channel.value, "address": address, "phone": phone}
+    locked = work.conn.scalar(LOCK_PERSON, keys) if work.lock_rows else None
+    found = find(work, channel, address, phone, provider_id)
+    if found.replay is not None:
+        return found.replay
+    if work.lock_rows and found.supporter_id != locked:
+        raise ConcurrentUpdate("the sender's person changed while their lock was awaited")
+    if found.sender is None:
+        sender = _enrol(work, channel, address, phone, found, now)
+    else:
+        sender = from_found(found)
+    if sender.supporter_id is None and sender.opted_out_at is None:
+        adopt(work, sender, phone, now)  # (an identity kept after an erasure stays bare)
+    if own_contact and phone and link_phone(work, sender, phone, now):
+        # They joined the person with that number: read them as that person.
+        return from_found(find(work, channel, address))
+    return sender
 
 
-def find_or_create(conn: Connection, channel: Channel, address: str, phone: str,
-                   now: datetime) -> Who:
-    """The sender, locked as `lock` says, created if new."""
-    locked = lock(conn, channel, address)
-    who = find(conn, channel, address) or create(conn, channel, address, phone, now)
-    return settle(conn, who, locked, channel, address, phone, now)
+def from_found(found: Found) -> Sender:
+    """The sender FIND found (at a known address)."""
+    identity, person = found.sender, found.person
+    assert identity is not None
+    return Sender(
+        identity_id=identity.identity_id, supporter_id=found.supporter_id,
+        opted_out_at=identity.opted_out_at, unreachable_at=identity.unreachable_at,
+        last_inbound_at=identity.last_inbound_at,
+        phone=person.phone if person else None,
+        conversation=None if identity.version is None else Stored(
+            identity.step, identity.data, identity.version),
+        reply_times=person.reply_times if person else None,
+        over_budget_at=person.over_budget_at if person else None,
+        signatures=found.signatures, subscribed=found.subscribed)
+
+
+def _enrol(work: UnitOfWork, channel: Channel, address: str, phone: str, found: Found,
+           now: datetime) -> Sender:
+    """A first message from this address: its identity, for the person with this phone
+    number, or for a new person."""
+    supporter_id = found.supporter_id
+    if supporter_id is None:
+        supporter_id = _new_supporter(work, phone, now)
+    identity_id = work.conn.scalar(_new_identity(work), {
+        "p_supporter_id": supporter_id, "p_channel": channel.value, "p_address": address,
+        "p_created_at": now, "p_last_inbound_at": now})  # created by their message
+    if identity_id is None:
+        raise ConcurrentUpdate("this address was enrolled meanwhile")
+    person = found.person
+    return Sender(identity_id=identity_id, supporter_id=supporter_id, opted_out_at=None,
+                  unreachable_at=None, last_inbound_at=now,
+                  phone=person.phone if person else (phone or None),
+                  reply_times=person.reply_times if person else None,
+                  over_budget_at=person.over_budget_at if person else None,
+                  signatures=found.signatures)
+
+
+NEW_PHONELESS_SUPPORTER = (insert(supporters).values(created_at=bindparam("p_created_at"))
+                           .returning(supporters.c.id))
+
+
+def _new_supporter(work: UnitOfWork, phone: str, now: datetime) -> int:
+    """A new person; with `phone`, unless someone enrolled them meanwhile."""
+    if not phone:
+        return int(work.conn.scalar(NEW_PHONELESS_SUPPORTER, {"p_created_at": now}))
+    statement = insert_ignore_statement(work.conn.dialect.name, supporters,
+                                        ("phone", "created_at"), ("phone",), supporters.c.id)
+    supporter_id = work.conn.scalar(statement, {"p_phone": phone, "p_created_at": now})
+    if supporter_id is None:
+        raise ConcurrentUpdate("someone with this phone number was enrolled meanwhile")
+    return int(supporter_id)
+
+
+def _new_identity(work: UnitOfWork) -> Any:
+    return insert_ignore_statement(
+        work.conn.dialect.name, identities,
+        ("supporter_id", "channel", "address", "created_at", "last_inbound_at"),
+        ("channel", "address"), identities.c.id)
+
+
+def adopt(work: UnitOfWork, sender: Sender, phone: str, now: datetime) -> None:
+    """Give an identity without a person one: whoever has `phone`, or someone new."""
+    supporter_id = supporter_for(work.conn, phone, now)
+    if work.conn.execute(ADOPT, {"p_id": sender.identity_id,
+                                 "p_supporter": supporter_id}).rowcount != 1:
+        raise ConcurrentUpdate(f"identity {sender.identity_id} was given a person meanwhile")
+    sender.supporter_id = sender.written["supporter_id"] = supporter_id
+
+
+ADOPT = (update(identities).where(identities.c.id == bindparam("p_id"),
+                                  identities.c.supporter_id.is_(None))
+         .values(supporter_id=bindparam("p_supporter")))
+SUPPORTER_BY_PHONE = select(supporters.c.id).where(supporters.c.phone == bindparam("phone"))
+LOCK_SUPPORTER = (select(supporters.c.id).where(supporters.c.id == bindparam("id"))
+                  .with_for_update())
 
 
 def supporter_for(conn: Connection, phone: str, now: datetime) -> int:
     """The supporter with this phone number (created if new), or a new phoneless one."""
     if phone:
         insert_ignore(conn, Supporter, {"phone": phone, "created_at": now}, ["phone"])
-        supporter_id: int = SUPPORTER_BY_PHONE.scalar(conn, {"phone": phone})
-        return supporter_id
-    return int(NEW_SUPPORTER.scalar(conn, {"p_now": now}))
+        supporter_id = conn.scalar(SUPPORTER_BY_PHONE, {"phone": phone})
+        assert supporter_id is not None  # inserted or already there
+        return int(supporter_id)
+    return int(conn.scalar(NEW_PHONELESS_SUPPORTER, {"p_created_at": now}))
+
+
+# Writing back ----------------------------------------------------------------------------
+
+STATE_FIELDS = tuple(f.name for f in dataclasses.fields(State) if f.name != "step")
+_STEPS = {step.value: step for step in Step}
+# How each stored field reads back (a string, unless named here).
+_READ: dict[str, Callable[[Any], Any]] = {
+    "resume": _STEPS.__getitem__, "page": int,
+    "options": lambda value: tuple(str(o) for o in value)}
+
+
+def stored_state(step: str, data: Mapping[str, Any]) -> State:
+    """A stored conversation as the core's State (State() if an older version wrote what
+    this one cannot read: they start again)."""
+    try:
+        return State(step=_STEPS[step], **{name: _READ.get(name, str)(data[name])
+                                           for name in STATE_FIELDS if name in data})
+    except (KeyError, TypeError, ValueError):
+        return State()
+
+
+NEW_CONVERSATION = insert(conversations).values(
+    identity_id=bindparam("p_identity"), step=bindparam("p_step"), data=bindparam("p_data"),
+    version=1, updated_at=bindparam("p_now"))
+SAVE_CONVERSATION = (update(conversations)
+                     .where(conversations.c.identity_id == bindparam("p_identity"),
+                            conversations.c.version == bindparam("p_version"))
+                     .values(step=bindparam("p_step"), data=bindparam("p_data"),
+                             version=conversations.c.version + 1,
+                             updated_at=bindparam("p_now")))
+
+
+def save(work: UnitOfWork, sender: Sender, state: State | None, now: datetime) -> None:
+    """Write what changed: the identity's WATCHED fields and, given one, the state."""
+    changed = {name: getattr(sender, name) for name in WATCHED
+               if getattr(sender, name) != sender.written[name]}
+    if changed:
+        work.conn.execute(_identity_update(tuple(changed)), {
+            "p_id": sender.identity_id, **{f"p_{k}": v for k, v in changed.items()}})
+        sender.written.update(changed)
+    if state is not None:
+        _save_conversation(work, sender, state, now)
 
 
 @functools.lru_cache(maxsize=16)
-def _write_statement(names: tuple[str, ...]) -> Prepared:
-    return Prepared(update(identities).where(identities.c.id == bindparam("p_id")).values(
-        {name: bindparam(f"p_{name}") for name in names}))
+def _identity_update(names: tuple[str, ...]) -> Update:
+    return update(identities).where(identities.c.id == bindparam("p_id")).values(
+        {name: bindparam(f"p_{name}") for name in names})
 
 
-def write(conn: Connection, who: Who) -> None:
-    """Write the identity's changed fields, if any."""
-    changed = {name: getattr(who, name) for name in WATCHED
-               if getattr(who, name) != who.read[name]}
-    if changed:
-        _write_statement(tuple(changed)).run(
-            conn, {"p_id": who.id, **{f"p_{k}": v for k, v in changed.items()}})
-        who.read.update(changed)
+def _save_conversation(work: UnitOfWork, sender: Sender, state: State, now: datetime) -> None:
+    data: dict[str, Any] = {name: getattr(state, name) for name in STATE_FIELDS}
+    data["options"] = list(state.options)
+    params = {"p_identity": sender.identity_id, "p_step": state.step.value, "p_data": data,
+              "p_now": now}
+    stored = sender.conversation
+    if stored is None:
+        work.conn.execute(NEW_CONVERSATION, params)
+    elif (stored.step != state.step.value or stored.data != data) and work.conn.execute(
+            SAVE_CONVERSATION, {**params, "p_version": stored.version}).rowcount != 1:
+        raise ConcurrentUpdate(f"conversation {sender.identity_id} changed meanwhile")
 
 
-SAVE_BUDGET = Prepared(update(supporters).where(supporters.c.id == bindparam("p_id"))
-                       .values(reply_times=bindparam("p_times"),
-                               over_budget_at=bindparam("p_noticed")))
-REPLIES_OF = Prepared(select(inbound_messages.c.replies)
-                      .where(inbound_messages.c.channel == bindparam("p_channel"),
-                             inbound_messages.c.provider_id == bindparam("p_provider_id")))
-FINISH_INBOUND = Prepared(update(inbound_messages)
-                          .where(inbound_messages.c.id == bindparam("p_id"))
-                          .values(identity_id=bindparam("p_identity"),
-                                  replies=bindparam("p_replies")))
+NEW_INBOUND = insert(inbound_messages).values(
+    channel=bindparam("p_channel"), provider_id=bindparam("p_provider_id"),
+    identity_id=bindparam("p_identity", type_=identities.c.id.type),
+    body=bindparam("p_body"), received_at=bindparam("p_received_at"),
+    replies=bindparam("p_replies", type_=inbound_messages.c.replies.type))
 
 
-rate_windows = cast(Table, RateWindow.__table__)
+def record(work: UnitOfWork, channel: Channel, provider_id: str, identity_id: int | None,
+           body: str | None, replies: Sequence[Message], now: datetime) -> None:
+    """The message's inbound row: at most one per provider id (a copy that raced this one
+    fails here and runs again, as a replay). It keeps the answer, for a provider's retry;
+    the message that erased its sender keeps neither their words nor a link to them."""
+    work.conn.execute(NEW_INBOUND, {
+        "p_channel": channel.value, "p_provider_id": provider_id, "p_identity": identity_id,
+        "p_body": body, "p_received_at": now,
+        "p_replies": [{"text": m.text, "options": list(m.options)} for m in replies]})
+
+
+# The reply budget --------------------------------------------------------------------------
+
+SAVE_BUDGET = (update(supporters).where(supporters.c.id == bindparam("p_id"))
+               .values(reply_times=bindparam("p_times"), over_budget_at=bindparam("p_noticed")))
 
 
 def budget_keys(secret: bytes, channel: Channel, address: str, phone: str | None) -> list[str]:
@@ -316,16 +447,18 @@ def budget_keys(secret: bytes, channel: Channel, address: str, phone: str | None
     return [throttle.key("replies", secret, person) for person in people]
 
 
+BUDGET_LEFT = (select(rate_windows.c.hits, rate_windows.c.noticed_at)
+               .where(rate_windows.c.key.in_(bindparam("keys", expanding=True))))
+
+
 def budget_left(conn: Connection, keys: list[str]) -> tuple[list[float], datetime | None]:
     """The budget an erasure left behind for this person (nothing if none)."""
     hits: list[float] = []
     noticed: datetime | None = None
-    for row_hits, row_noticed in conn.execute(
-            select(rate_windows.c.hits, rate_windows.c.noticed_at)
-            .where(rate_windows.c.key.in_(keys))).all():
-        hits.extend(row_hits or [])
-        if row_noticed is not None and (noticed is None or row_noticed > noticed):
-            noticed = row_noticed
+    for row in conn.execute(BUDGET_LEFT, {"keys": keys}):
+        hits.extend(row.hits or [])
+        if row.noticed_at is not None and (noticed is None or row.noticed_at > noticed):
+            noticed = row.noticed_at
     return sorted(hits), noticed
 
 
@@ -337,81 +470,40 @@ def leave_budget(conn: Connection, keys: list[str], hits: list[float],
                                          "updated_at": now} for k in keys])
 
 
-def save_budget(conn: Connection, who: Who, times: list[float],
+def save_budget(work: UnitOfWork, sender: Sender, times: list[float],
                 noticed: datetime | None) -> None:
     """The person's reply budget after this message (their supporter row is held)."""
-    if who.supporter_id is not None and (times != who.reply_times
-                                         or noticed != who.over_budget_at):
-        SAVE_BUDGET.run(conn, {"p_id": who.supporter_id, "p_times": times,
-                               "p_noticed": noticed})
-        who.reply_times, who.over_budget_at = times, noticed
+    if sender.supporter_id is not None and (times != sender.reply_times
+                                            or noticed != sender.over_budget_at):
+        work.conn.execute(SAVE_BUDGET, {"p_id": sender.supporter_id, "p_times": times,
+                                        "p_noticed": noticed})
+        sender.reply_times, sender.over_budget_at = times, noticed
 
 
-ERASED_INBOUND = Prepared(update(inbound_messages)
-                          .where(inbound_messages.c.id == bindparam("p_id"))
-                          .values(identity_id=None, body=None, replies=bindparam("p_replies")))
+# Records that follow a person --------------------------------------------------------------
 
-
-def finish_inbound(conn: Connection, inbound_id: int, identity_id: int | None,
-                   replies: list[dict[str, Any]], erased: bool = False) -> None:
-    """The inbound row names its sender and keeps the answer, for a provider's retry; the
-    message that erased its sender keeps neither their words nor a link to them."""
-    if erased:
-        ERASED_INBOUND.run(conn, {"p_id": inbound_id, "p_replies": replies})
-    else:
-        FINISH_INBOUND.run(conn, {"p_id": inbound_id, "p_identity": identity_id,
-                                  "p_replies": replies})
-
-
-def replies_of(conn: Connection, channel: Channel, provider_id: str) -> list[dict[str, Any]]:
-    """What the first copy of a message was answered ([] once purged or erased)."""
-    stored = REPLIES_OF.scalar(conn, {"p_channel": channel.value, "p_provider_id": provider_id})
-    return stored if isinstance(stored, list) else []
-
-
-def facts(who: Who) -> SupporterView:
-    """The person's signatures and this identity's subscriptions, as FIND read them (for
-    the supporter `who.rows_for`: find them again if it has changed since)."""
-    return SupporterView(
-        opted_out=who.opted_out_at is not None,
-        signatures=tuple(SignatureView(
-            petition=row[7], number=row[1], signed_at=row[3], channel=Channel(row[10]),
-            name=row[6], postcode=row[11] or "", country=row[12] or "")
-            for row in who.rows if row[0] == "signed"),
-        subscribed=frozenset(row[7] for row in who.rows if row[0] == "subscribed"))
-
-
-def save_conversation(conn: Connection, who: Who, state: State, now: datetime) -> None:
-    data: dict[str, Any] = {name: getattr(state, name) for name in STATE_FIELDS}
-    data["options"] = list(state.options)
-    params = {"p_identity": who.id, "p_step": state.step.value, "p_data": data, "p_now": now}
-    if who.version is None:
-        NEW_CONVERSATION.run(conn, params)
-    elif (who.step != state.step.value or who.data != data) and SAVE_CONVERSATION.run(
-            conn, {**params, "p_version": who.version}) != 1:
-        raise ConcurrentUpdate(f"conversation {who.id} changed meanwhile")
-
-
-def link_phone(conn: Connection, who: Who, phone: str, now: datetime) -> None:
-    """The sender proved `phone` is theirs: this identity joins that person."""
-    owner = SUPPORTER_BY_PHONE.scalar(conn, {"phone": phone})
+def link_phone(work: UnitOfWork, sender: Sender, phone: str, now: datetime) -> bool:
+    """The sender proved `phone` is theirs: this identity joins that person. Whether they
+    are someone else now (their signatures and budget are that person's)."""
+    conn = work.conn
+    owner = conn.scalar(SUPPORTER_BY_PHONE, {"phone": phone})
+    before = sender.supporter_id
     if owner is None:
-        current_phone = conn.scalar(select(supporters.c.phone).where(
-            supporters.c.id == who.supporter_id)) if who.supporter_id else None
-        if who.supporter_id is not None and current_phone is None:
-            conn.execute(update(supporters).where(supporters.c.id == who.supporter_id)
+        if sender.supporter_id is not None and sender.phone is None:
+            conn.execute(update(supporters).where(supporters.c.id == sender.supporter_id)
                          .values(phone=phone))
         else:
-            who.supporter_id = supporter_for(conn, phone, now)
-    elif who.supporter_id is None or owner == who.supporter_id:
-        who.supporter_id = owner
+            sender.supporter_id = supporter_for(conn, phone, now)
+    elif sender.supporter_id is None or owner == sender.supporter_id:
+        sender.supporter_id = owner
     else:
-        if is_postgres(conn):
-            LOCK_SUPPORTER.run(conn, {"id": owner})
-        merge_supporters(conn, source=who.supporter_id, target=owner)
-        who.supporter_id = who.read["supporter_id"] = owner
-    who.phone = phone
-    write(conn, who)
+        if work.lock_rows:
+            conn.execute(LOCK_SUPPORTER, {"id": owner})
+        merge_supporters(conn, source=sender.supporter_id, target=owner)  # (moves the identity)
+        sender.supporter_id = sender.written["supporter_id"] = owner
+    sender.phone = phone
+    save(work, sender, None, now)
+    return sender.supporter_id != before
 
 
 def merge_supporters(conn: Connection, source: int, target: int) -> None:
@@ -465,11 +557,5 @@ def uncount(session: Session | Connection, petition_id: int, channel: str) -> No
                     .values(count=ChannelCount.count - 1))
 
 
-def _field(name: str, value: Any) -> Any:
-    if name in ("step", "resume"):
-        return Step(value)
-    if name == "options":
-        return tuple(str(o) for o in value)
-    if name == "page":
-        return int(value)
-    return str(value)
+__all__ = ["ConcurrentUpdate", "Found", "Replay", "Sender", "erase_supporter", "find",
+           "from_found", "load", "stored_state"]

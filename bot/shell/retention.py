@@ -35,6 +35,7 @@ from sqlalchemy import ColumnElement, case, delete, exists, func, or_, select, t
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.core.conversation import State, Step
+from bot.infra.clock import utcnow
 from bot.infra.config import Config
 from models import (
     Announcement,
@@ -97,10 +98,6 @@ class Report:
             f"  unpublished voices removed         {self.voices:>8,}",
             f"Suppression list kept: {self.suppressed:,} address(es).",
         ]
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def add_months(day: dt.date, months: int) -> dt.date:

@@ -22,6 +22,7 @@ from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from bot.infra.clock import utcnow
 from models import AuditEntry, StaffSession, StaffUser
 
 ROLES = ("viewer", "editor", "admin")
@@ -142,7 +143,7 @@ def _dummy_hash() -> str:
 def audit(session: Session, actor: str, action: str, target: str | None = None,
           detail: dict[str, Any] | None = None, now: dt.datetime | None = None) -> None:
     """Record a staff action; `detail` must hold no personal data in full."""
-    session.add(AuditEntry(at=now or dt.datetime.now(dt.UTC), actor=actor[:254],
+    session.add(AuditEntry(at=now or utcnow(), actor=actor[:254],
                            action=action[:64], target=target[:120] if target else None,
                            detail=detail))
 

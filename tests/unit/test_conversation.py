@@ -27,7 +27,7 @@ from bot.core.postcodes import Nation
 from tests.unit.transcript import (
     SILENT,
     TO_STEP,
-    FakeShell,
+    Chat,
     Row,
     play,
     signed_up,
@@ -56,21 +56,21 @@ WELCOME_BACK = "Welcome back. You signed"
 
 
 
-def at(step: Step, channel: Channel = Channel.SMS) -> FakeShell:
-    shell = FakeShell(channel)
+def at(step: Step, channel: Channel = Channel.SMS) -> Chat:
+    shell = Chat(channel)
     shell.sends(TO_STEP[step])
     assert shell.state.step == step
     return shell
 
 
-def signs(shell: FakeShell) -> list[Sign]:
+def signs(shell: Chat) -> list[Sign]:
     return [e for e in shell.effects if isinstance(e, Sign)]
 
 
 # Reading ---------------------------------------------------------------------------------
 
 def test_amira_signs_by_sms() -> None:
-    amira = FakeShell(Channel.SMS)
+    amira = Chat(Channel.SMS)
     said = play(amira, [
         ("Hello", GREETING, Step.MENU),
         ("SIGN", CONSENT, Step.CONSENT),
@@ -100,7 +100,7 @@ def test_amira_signs_by_sms() -> None:
 
 
 def test_ben_reads_every_page_and_wraps_round() -> None:
-    ben = FakeShell(Channel.SMS)
+    ben = Chat(Channel.SMS)
     pages = ben.catalogue.pages["sirt"]
     assert len(pages) >= 2
     table: list[Row] = [("hi", GREETING, Step.MENU)]
@@ -120,14 +120,14 @@ def test_ben_reads_every_page_and_wraps_round() -> None:
 @pytest.mark.parametrize("channel", [Channel.WHATSAPP, Channel.TELEGRAM])
 def test_ben_reads_the_whole_issue_on_one_screen_where_messages_may_be_long(
         channel: Channel) -> None:
-    ben = FakeShell(channel)
+    ben = Chat(channel)
     assert ben.catalogue.long_pages["sirt"] == (ben.config.petition("sirt").issue.strip(),)
     said = play(ben, [("hi", GREETING, Step.MENU), ("MORE", "(Page 1 of 1, the end)", Step.MENU)])
     assert "Sign the petition to support our call" in said[-1].words
 
 
 def test_chloe_asks_who_the_petition_is_to() -> None:
-    chloe = FakeShell(Channel.SMS, here={"sirt": 12})
+    chloe = Chat(Channel.SMS, here={"sirt": 12})
     play(chloe, [
         ("hi", "49,269 people have signed", Step.MENU),
         ("INFO", "To: NHS England", Step.MENU),
@@ -138,7 +138,7 @@ def test_chloe_asks_who_the_petition_is_to() -> None:
 
 
 def test_chloe_sees_the_count_by_source_before_anyone_signed_here() -> None:
-    chloe = FakeShell(Channel.TELEGRAM)
+    chloe = Chat(Channel.TELEGRAM)
     play(chloe, [("/start", GREETING, Step.MENU),
                  ("info", "49,257 on Change.org + 0 here = 49,257", Step.MENU)])
 
@@ -146,7 +146,7 @@ def test_chloe_sees_the_count_by_source_before_anyone_signed_here() -> None:
 # Consent ---------------------------------------------------------------------------------
 
 def test_dev_says_no_at_consent_and_nothing_is_stored_or_asked() -> None:
-    dev = FakeShell(Channel.SMS)
+    dev = Chat(Channel.SMS)
     play(dev, [
         ("hi", GREETING, Step.MENU),
         ("SIGN", CONSENT, Step.CONSENT),
@@ -245,7 +245,7 @@ def test_femi_is_asked_again_for_a_postcode_that_is_not_one(bad_postcode: str) -
     ("BFPO 123", Nation.BFPO),
 ])
 def test_gareth_signature_records_his_nation(postcode: str, nation: Nation) -> None:
-    gareth = signed_up(FakeShell(Channel.WHATSAPP), name="Gareth Jones", postcode=postcode)
+    gareth = signed_up(Chat(Channel.WHATSAPP), name="Gareth Jones", postcode=postcode)
     assert signs(gareth) == [Sign("sirt", "Gareth Jones", postcode, "", nation, "")]
 
 
@@ -318,7 +318,7 @@ def test_harry_types_something_else_at_the_review() -> None:
 # Updates -----------------------------------------------------------------------------------
 
 def test_isla_signs_but_wants_no_updates() -> None:
-    isla = signed_up(FakeShell(Channel.TELEGRAM), name="Isla Brown", updates="NO")
+    isla = signed_up(Chat(Channel.TELEGRAM), name="Isla Brown", updates="NO")
     assert "OK, no updates" in isla.history[-1].text
     assert not [e for e in isla.effects if isinstance(e, Subscribe)]
     assert GrantConsent(Purpose.UPDATES, "sirt", VERSION) not in isla.effects
@@ -410,7 +410,7 @@ def test_leo_opts_out_with_any_stop_word(word: str) -> None:
 
 
 def test_leo_who_subscribed_is_not_resubscribed_by_start() -> None:
-    leo = signed_up(FakeShell(Channel.SMS), name="Leo Grant", updates="YES")
+    leo = signed_up(Chat(Channel.SMS), name="Leo Grant", updates="YES")
     assert leo.supporter.subscribed == {"sirt"}
     play(leo, [
         ("STOP", STOPPED, Step.NEW),
@@ -439,7 +439,7 @@ def test_mia_checks_her_status_before_and_after_signing() -> None:
 
 
 def test_nadia_deletes_her_data_after_a_confirmation() -> None:
-    nadia = signed_up(FakeShell(Channel.SMS), name="Nadia Ali", updates="YES")
+    nadia = signed_up(Chat(Channel.SMS), name="Nadia Ali", updates="YES")
     play(nadia, [
         ("DELETE", "Reply YES to delete or NO to keep them", Step.DELETING),
         ("NO", "Nothing has been deleted", Step.SIGNED),
@@ -479,8 +479,8 @@ def test_omar_restarts_halfway_through_signing() -> None:
 # Returning supporters ----------------------------------------------------------------------
 
 def test_priya_who_signed_by_sms_writes_again_on_whatsapp() -> None:
-    sms = signed_up(FakeShell(Channel.SMS), name="Priya Shah")
-    whatsapp = FakeShell(Channel.WHATSAPP, supporter=sms.supporter, here=dict(sms.here))
+    sms = signed_up(Chat(Channel.SMS), name="Priya Shah")
+    whatsapp = sms.on(Channel.WHATSAPP)
     play(whatsapp, [
         ("Hello", WELCOME_BACK, Step.SIGNED),
         ("SIGN", ALREADY, Step.SIGNED),
@@ -496,7 +496,7 @@ def test_priya_who_signed_by_sms_writes_again_on_whatsapp() -> None:
 
 
 def test_priya_signs_again_in_the_same_chat_and_is_thanked_not_signed_twice() -> None:
-    priya = signed_up(FakeShell(Channel.TELEGRAM), name="Priya Shah")
+    priya = signed_up(Chat(Channel.TELEGRAM), name="Priya Shah")
     for text in ["SIGN", "YES", "sign", "hi", "YES", "Priya Shah", "SW1A 1AA", "YES"]:
         priya.send(text)
     assert len(signs(priya)) == 1
@@ -507,7 +507,7 @@ def test_priya_signs_again_in_the_same_chat_and_is_thanked_not_signed_twice() ->
 
 @pytest.mark.parametrize("channel", [Channel.SMS, Channel.WHATSAPP])
 def test_quentin_answers_with_numbers_by_text_message(channel: Channel) -> None:
-    quentin = FakeShell(channel)
+    quentin = Chat(channel)
     play(quentin, [
         ("hi", "Reply 1 SIGN, 2 MORE, 3 INFO or 4 HELP", Step.MENU),
         ("1", CONSENT, Step.CONSENT),
@@ -529,7 +529,7 @@ def test_quentin_sends_a_number_that_is_no_option(number: str) -> None:
 
 
 def test_rosa_on_telegram_gets_buttons_not_numbers() -> None:
-    rosa = FakeShell(Channel.TELEGRAM)
+    rosa = Chat(Channel.TELEGRAM)
     play(rosa, [
         ("/start", GREETING, Step.MENU),
         ("1", NOT_UNDERSTOOD, Step.MENU),
@@ -542,7 +542,7 @@ def test_rosa_on_telegram_gets_buttons_not_numbers() -> None:
 
 
 def test_sam_types_in_any_case() -> None:
-    sam = FakeShell(Channel.SMS)
+    sam = Chat(Channel.SMS)
     play(sam, [
         ("hello", GREETING, Step.MENU),
         ("sign", CONSENT, Step.CONSENT),
@@ -562,7 +562,7 @@ def test_sam_types_in_any_case() -> None:
 # Deep links and petition codes --------------------------------------------------------------
 
 def test_tariq_follows_a_referral_link_on_telegram() -> None:
-    tariq = FakeShell(Channel.TELEGRAM)
+    tariq = Chat(Channel.TELEGRAM)
     play(tariq, [("/start SIRT_ref42", GREETING, Step.MENU)])
     assert tariq.state.referral == "ref42"
     play(tariq, [("SIGN", CONSENT, Step.CONSENT), ("YES", ASK_NAME, Step.NAME),
@@ -573,7 +573,7 @@ def test_tariq_follows_a_referral_link_on_telegram() -> None:
 
 
 def test_tariq_texts_start_with_a_referral_code() -> None:
-    tariq = FakeShell(Channel.SMS)
+    tariq = Chat(Channel.SMS)
     play(tariq, [("START SIRT_ref42", GREETING, Step.MENU), ("SIGN", CONSENT, Step.CONSENT),
                  ("YES", ASK_NAME, Step.NAME), ("Tariq Aziz", ASK_POSTCODE, Step.POSTCODE),
                  ("CF10 1EP", REVIEW, Step.REVIEW), ("YES", SIGNED, Step.UPDATES)])
@@ -582,20 +582,20 @@ def test_tariq_texts_start_with_a_referral_code() -> None:
 
 @pytest.mark.parametrize("text", ["SIGN SIRT", "sign sirt", "SIGN sirt"])
 def test_uma_names_the_petition_by_its_code(text: str) -> None:
-    uma = FakeShell(Channel.WHATSAPP)
+    uma = Chat(Channel.WHATSAPP)
     play(uma, [(text, GREETING, Step.MENU), ("SIGN", CONSENT, Step.CONSENT)])
     assert uma.state.petition == "sirt"
 
 
 @pytest.mark.parametrize("text", ["SIGN NOPE", "START NOPE_ref1", "/start not*a*code"])
 def test_uma_gets_a_polite_answer_for_an_unknown_code(text: str) -> None:
-    uma = FakeShell(Channel.TELEGRAM)
+    uma = Chat(Channel.TELEGRAM)
     said = play(uma, [(text, "Sorry, there is no petition with that code.", Step.MENU)])[0]
     assert GREETING in said.text and said.effects == ()
 
 
 def test_victor_signs_a_second_petition_by_its_code() -> None:
-    victor = FakeShell(Channel.SMS, config=two_petition_config())
+    victor = Chat(Channel.SMS, config=two_petition_config())
     signed_up(victor, name="Victor Hugo")
     play(victor, [
         ("SIGN SCANS", "Fund faster scans", Step.MENU),
@@ -616,13 +616,13 @@ def test_victor_signs_a_second_petition_by_its_code() -> None:
 def test_wendy_signature_made_elsewhere_shows_in_status() -> None:
     signature = SignatureView("sirt", 7, datetime(2026, 1, 5, tzinfo=UTC), Channel.TELEGRAM,
                               "Wendy Lee", "", "Canada")
-    wendy = FakeShell(Channel.SMS, supporter=SupporterView(signatures=(signature,)))
+    wendy = Chat(Channel.SMS, signed=(signature,))
     play(wendy, [("STATUS", "on 5 Jan 2026 by Telegram (supporter no. 7) as Wendy Lee, "
                             "Country: Canada", Step.NEW)])
 
 
 def test_rosa_on_telegram_links_her_phone_number_once() -> None:
-    rosa = FakeShell(Channel.TELEGRAM)
+    rosa = Chat(Channel.TELEGRAM)
     greeting = rosa.send("/start")
     assert greeting.keys == ("greeting", "offer_link")
     assert greeting.rendered[1].contact_button and greeting.rendered[1].buttons == ()
@@ -637,7 +637,7 @@ def test_rosa_on_telegram_links_her_phone_number_once() -> None:
 
 @pytest.mark.parametrize("channel", [Channel.SMS, Channel.WHATSAPP])
 def test_quentin_by_text_message_is_never_offered_a_phone_link(channel: Channel) -> None:
-    quentin = FakeShell(channel)
+    quentin = Chat(channel)
     assert quentin.send("hi").keys == ("greeting",)
 
 
@@ -676,7 +676,7 @@ def test_priya_in_distress_is_signposted_and_flagged_never_asked_to_publish() ->
 
 def test_quentin_reads_approved_voices_under_info() -> None:
     quentin = at(Step.MENU)
-    quentin.voices = {"sirt": (("It gave my mum more time with us", "Scotland"),)}
+    quentin.publish_voice("It gave my mum more time with us", nation="scotland")
     said = quentin.send("INFO")
     assert '"It gave my mum more time with us" (Scotland)' in said.text
     assert said.outcome.replies[-1].options == ("SIGN", "MORE", "INFO", "HELP")

@@ -28,7 +28,7 @@ from bot.core.conversation import (
 )
 from bot.core.gsm import is_gsm7
 from bot.core.render import SHARE_PHONE
-from tests.unit.transcript import TO_STEP, FakeShell, Said, two_petition_config
+from tests.unit.transcript import TO_STEP, Chat, Said, two_petition_config
 
 CONFIG = two_petition_config()
 SLUGS = {p.slug for p in CONFIG.petitions}
@@ -138,7 +138,7 @@ def assert_rendered(said: Said, channel: Channel) -> None:
 @given(channel=st.sampled_from(list(Channel)), conversation=CONVERSATION)
 def test_whatever_anyone_sends_the_conversation_keeps_its_promises(
         channel: Channel, conversation: list[tuple[str, str, str]]) -> None:
-    shell = FakeShell(channel, config=CONFIG)
+    shell = Chat(channel, config=CONFIG)
     ledger = Ledger()
     for text, opt_out, contact in conversation:
         before, opted_out = shell.state, shell.supporter.opted_out
@@ -172,7 +172,7 @@ REACH: dict[Step, list[str]] = {**TO_STEP, Step.DELETING: ["Hi", "SIGN", "YES", 
 @given(step=st.sampled_from(list(Step)), channel=st.sampled_from(list(Channel)), text=MESSAGE)
 def test_a_message_a_step_rejects_leaves_the_state_exactly_as_it_was(
         step: Step, channel: Channel, text: str) -> None:
-    shell = FakeShell(channel, config=CONFIG)
+    shell = Chat(channel, config=CONFIG)
     shell.sends(REACH[step])
     assert shell.state.step == step
     before = shell.state

@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.core.conversation import Channel, SignatureView, State, Step, SupporterView
+from bot.core.conversation import Channel, SignatureView, State, Step
 from bot.core.gsm import is_gsm7, segments, to_gsm7
 from bot.core.render import SHARE_PHONE, Message, Rendered, render
 from bot.core.texts import DEFAULTS, LABELS, Phrase
-from tests.unit.transcript import FakeShell, Said
+from tests.unit.transcript import Chat, Said
 
 # 80 characters, the longest name allowed, full of letters SMS cannot carry.
 NAME_80 = "Zoë Łukasz-Ó'Brien Wiśniewska-Żółć Þórðardóttir Nguyễn Thị Minh Khai Đặng Ōtsuka"
@@ -29,7 +29,7 @@ TELEGRAM_ONLY = {"offer_link", "phone_linked", "contact_refused"}  # linking a p
 def walk(channel: Channel) -> list[Said]:
     """Every step and every answer, with the longest content the shipped config has."""
     said: list[Said] = []
-    zoe = FakeShell(channel, here={"sirt": 123_456})
+    zoe = Chat(channel, here={"sirt": 123_456})
     pages = len((zoe.catalogue.pages if channel == Channel.SMS else zoe.catalogue.long_pages)
                 ["sirt"])
     said += zoe.sends(["hi", *["MORE"] * (pages + 1), "INFO", "HELP", "STATUS", "SIGN", "HELP",
@@ -38,7 +38,7 @@ def walk(channel: Channel) -> list[Said]:
                        "TD15 1AA", "hmm", "YES", "maybe", "YES", "STATUS", "SIGN", "hello",
                        "MORE", "INFO", "DELETE", "nope", "NO", "STOP", "START", "DELETE", "YES"])
     assert zoe.state == State() and zoe.effects
-    yusuf = FakeShell(channel)
+    yusuf = Chat(channel)
     said += yusuf.sends(["SIGN NOPE", "/start SIRT_ref42", "SIGN", "YES", "Yusuf Ali", "SW1A 1AA",
                          "NO", "SIGN", "YES", "Yusuf Ali", "BT1 5GS", "YES", "NO", "UPDATES",
                          "NO", "RESTART"])
@@ -46,10 +46,10 @@ def walk(channel: Channel) -> list[Said]:
     said += yusuf.sends(["VOICE", "hi", "My mum waited two years for SIRT and it changed her life",
                          "maybe", "YES", "VOICE", "I feel hopeless and want to die", "VOICE",
                          "It matters to our family", "NO", "VOICE", "NO"])
-    yusuf.voices = {"sirt": (("It gave my mum more time with us", "Scotland"),)}
+    yusuf.publish_voice("It gave my mum more time with us", nation="scotland")
     said += yusuf.sends(["INFO"])
     # A conversation saved by an older version, with no choices remembered.
-    xena = FakeShell(channel, state=State(step=Step.MENU, petition="sirt"))
+    xena = Chat(channel, state=State(step=Step.MENU, petition="sirt"))
     said += xena.sends(["what?"])
     if channel == Channel.TELEGRAM:
         said += [xena.send("", contact="other"), xena.send("", contact="own")]
@@ -79,7 +79,7 @@ def test_every_sms_is_gsm7_within_three_segments_and_never_cut() -> None:
 
 
 def test_zoe_sees_her_name_without_letters_sms_cannot_carry() -> None:
-    zoe = FakeShell(Channel.SMS)
+    zoe = Chat(Channel.SMS)
     said = zoe.sends(["hi", "SIGN", "YES", NAME_80])[-1]
     assert "Thanks, Zoe Lukasz-O'Brien Wisniewska-Zolc Thordardottir Nguyen Thi" in said.text
     assert zoe.state.name == NAME_80  # stored as she wrote it
@@ -110,7 +110,7 @@ def test_every_telegram_message_is_escaped_with_keyword_buttons() -> None:
 
 
 def test_ulrich_on_telegram_sees_an_ampersand_escaped_in_his_review() -> None:
-    ulrich = FakeShell(Channel.TELEGRAM)
+    ulrich = Chat(Channel.TELEGRAM)
     said = ulrich.sends(["hi", "SIGN", "YES", "Ulrich Weber", "NONE", "Trinidad & Tobago"])[-1]
     assert "Country: Trinidad &amp; Tobago" in said.text
 
@@ -120,7 +120,7 @@ def test_a_stored_name_with_markup_is_escaped_on_telegram() -> None:
     # version) is shown escaped all the same.
     signature = SignatureView("sirt", 3, datetime(2026, 2, 1, tzinfo=UTC), Channel.SMS,
                               "Tom <b>& Jerry", "SW1A 1AA", "")
-    tom = FakeShell(Channel.TELEGRAM, supporter=SupporterView(signatures=(signature,)))
+    tom = Chat(Channel.TELEGRAM, signed=(signature,))
     said = tom.send("STATUS")
     assert "as Tom &lt;b&gt;&amp; Jerry, Postcode: SW1A 1AA" in said.text
     assert "<b>" not in said.text
@@ -129,7 +129,7 @@ def test_a_stored_name_with_markup_is_escaped_on_telegram() -> None:
 
 @pytest.mark.parametrize("channel", list(Channel))
 def test_the_over_budget_notice_fits_every_channel(channel: Channel) -> None:
-    shell = FakeShell(channel)
+    shell = Chat(channel)
     text = shell.service.texts.render(Phrase("over_budget"), shell.service.common)
     rendered = render(Message(text), channel)
     assert rendered.text in (text, to_gsm7(text), html.escape(text, quote=False))

@@ -1,44 +1,44 @@
-"""A fake shell for pure conversation tests: it keeps the supporter's facts, applies the
-core's effects to them the way `bot.shell.service.Service` does, and renders replies as each
-channel shows them, so tests can read like transcripts."""
+"""Chats with the real shell, so tests read like transcripts: each message goes through
+`bot.shell.service.Service.receive` (the conversation core, its effects, the database) on
+a SQLite database of the test's own, and comes back as the channel shows it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+import atexit
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy import Engine, update
+from sqlalchemy.orm import Session
 
 from bot.core.conversation import (
     Channel,
-    Context,
     Effect,
-    Erase,
-    GrantConsent,
-    Inbound,
-    OptIn,
-    OptOut,
     Outcome,
-    SaveVoice,
-    Sign,
     SignatureView,
     State,
     Step,
-    Subscribe,
     SupporterView,
-    handle,
 )
+from bot.core.postcodes import nation_of
 from bot.core.render import Message, Rendered, render
-from bot.core.texts import Phrase
 from bot.infra.config import Config, load_config
-from bot.shell.petitions import Catalogue
-from bot.shell.service import Service
+from bot.shell import people
+from bot.shell.service import Received, Service
+from models import Base, Identity, Petition, Signature, Voice
+from models.db import make_engine, make_sessions
+from models.migrate import upgrade
+from models.supporters import petition_id
 
 CONFIG_PATH = Path(__file__).resolve().parents[2] / "config.toml"
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 EXTERNAL = 49_257  # the shipped config's Change.org count
+PHONE = "+447700900123"  # the supporter's, on SMS and WhatsApp (and shared on Telegram)
+TELEGRAM_CHAT = "12345"
 
 SILENT = None  # in a transcript table: no reply and no effect at all
 
@@ -61,7 +61,7 @@ class Said:
 
     sent: str
     before: State
-    outcome: Outcome
+    outcome: Outcome  # what the core decided, as the shell carried it out
     messages: tuple[Message, ...]
     rendered: tuple[Rendered, ...]
 
@@ -84,49 +84,88 @@ class Said:
         return self.outcome.effects
 
 
-@dataclass
-class FakeShell:
-    """One identity on one channel, with the facts the real shell would load for it."""
+class Database:
+    """One migrated SQLite file for the test process, emptied for each new chat."""
 
-    channel: Channel = Channel.SMS
-    config: Config = field(default_factory=shipped_config)
-    state: State = field(default_factory=State)
-    supporter: SupporterView = field(default_factory=SupporterView)
-    here: dict[str, int] = field(default_factory=dict)  # signatures collected by the bot
-    last_number: dict[str, int] = field(default_factory=dict)
-    phone: str = ""  # the supporter's proven phone number ("" on Telegram until shared)
-    history: list[Said] = field(default_factory=list)
-    voices: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)  # approved
+    def __init__(self) -> None:
+        folder = tempfile.mkdtemp(prefix="petitionbot-transcript-")
+        self.engine: Engine = make_engine(f"sqlite:///{folder}/transcript.db")
+        upgrade(self.engine)
+        self.services: list[Service] = []
+        self.messages = 0
+        atexit.register(self.engine.dispose)
+        atexit.register(shutil.rmtree, folder, True)
 
-    def __post_init__(self) -> None:
-        # The real shell's texts and common parameters; its sessions are never used here.
-        self.service = Service(self.config, sessionmaker())
-        self.catalogue = Catalogue(self.config.petitions)
+    def fresh(self, config: Config) -> Service:
+        """A new process's Service, on an empty database."""
+        for old in self.services:
+            old.transactions.close()
+        self.services.clear()
+        with self.engine.begin() as conn:
+            for table in reversed(Base.metadata.sorted_tables):
+                conn.execute(table.delete())
+        service = Service(config, make_sessions(self.engine), clock=lambda: NOW)
+        # Transcripts test the conversation, not the reply budget (test_hostile_input does).
+        service.abuse = replace(config.abuse, replies_per_window=10**9)
+        service.sync_petitions()
+        self.services.append(service)
+        return service
 
-    def context(self) -> Context:
-        # The shell offers Telegram users to link their phone until one is known.
-        offer = self.channel == Channel.TELEGRAM and not self.phone
-        return Context(self.catalogue.views(self.here, self.voices,
-                                            long_pages=self.channel != Channel.SMS),
-                       self.config.default_petition, self.supporter,
-                       self.config.privacy.version, offer_phone_link=offer,
-                       distress_words=self.config.safeguarding.words)
+    def message_id(self) -> str:
+        self.messages += 1
+        return f"m{self.messages}"
+
+
+_database: Database | None = None
+
+
+def database() -> Database:
+    global _database
+    if _database is None:
+        _database = Database()
+    return _database
+
+
+class Chat:
+    """One person on one channel, writing to the real shell on a fresh database.
+
+    `here` sets the signatures already collected by the bot; `signed`, signatures the
+    person made before (on any channel); `state`, where a stored conversation stands.
+    """
+
+    def __init__(self, channel: Channel = Channel.SMS, config: Config | None = None, *,
+                 here: dict[str, int] | None = None, signed: Iterable[SignatureView] = (),
+                 state: State | None = None, service: Service | None = None) -> None:
+        self.channel = channel
+        self.config = config or shipped_config()
+        self.service = service or database().fresh(self.config)
+        self.catalogue = self.service.catalogue
+        self.address = TELEGRAM_CHAT if channel == Channel.TELEGRAM else PHONE
+        self.phone = "" if channel == Channel.TELEGRAM else PHONE
+        self.history: list[Said] = []
+        with self.service.sessions.begin() as session:
+            for slug, count in (here or {}).items():
+                session.execute(update(Petition).where(Petition.slug == slug)
+                                .values(signature_count=count))
+        signed = tuple(signed)
+        if signed or state is not None:
+            self._enrol(signed, state)
+
+    def on(self, channel: Channel) -> Chat:
+        """The same person writing on another channel (the same phone number)."""
+        return Chat(channel, self.config, service=self.service)
 
     def send(self, text: str, opt_out: str = "", contact: str = "") -> Said:
-        """The supporter sends `text` (or shares a contact); apply the effects; return the
-        replies."""
-        channel = self.channel
+        """The supporter sends `text` (or shares a contact); the replies that come back."""
+        if contact == "own" and self.channel == Channel.TELEGRAM:
+            self.phone = PHONE  # their own number, as Telegram shares it
         before = self.state
-        if contact == "own" and channel == Channel.TELEGRAM:
-            self.phone = "+447700900123"  # the shell links the chat before the core runs
-        inbound = Inbound(channel, text, f"m{len(self.history)}", opt_out, contact)
-        outcome = handle(before, inbound, self.context(), NOW)
-        results = self._apply(outcome.effects, channel)
-        messages = tuple(self._words(reply.phrase, results, reply.options)
-                         for reply in outcome.replies)
-        said = Said(text, before, outcome, messages,
-                    tuple(render(m, channel) for m in messages))
-        self.state = State() if results.get("erased") else outcome.state
+        handled = self.service.receive(Received(
+            self.channel, self.address, text, database().message_id(),
+            phone=self.phone if contact != "other" else "", opt_out=opt_out, contact=contact))
+        assert handled.decided is not None, "neither a replay nor over budget here"
+        said = Said(text, before, handled.decided, handled.replies,
+                    tuple(render(m, self.channel) for m in handled.replies))
         self.history.append(said)
         return said
 
@@ -138,60 +177,65 @@ class FakeShell:
         """Every effect of the conversation so far, in order."""
         return [effect for said in self.history for effect in said.effects]
 
-    def total(self, slug: str = "sirt") -> int:
-        external = sum(e.count for e in self.config.petition(slug).external)
-        return self.here.get(slug, 0) + external
+    @property
+    def state(self) -> State:
+        """Where the stored conversation stands."""
+        found = self._found()
+        return people.from_found(found).state if found.sender else State()
 
-    # What the real shell does with each effect (bot/shell/service.py, Service._apply).
-    def _apply(self, effects: Iterable[Effect], channel: Channel) -> dict[str, object]:
-        results: dict[str, object] = {}
-        for effect in effects:
-            match effect:
-                case GrantConsent() | SaveVoice():
-                    pass  # a consent record, a voice for moderation: nothing the core reads
-                case Sign():
-                    results.update(self._sign(effect, channel))
-                case Subscribe(slug):
-                    self.supporter = replace(self.supporter,
-                                             subscribed=self.supporter.subscribed | {slug})
-                case OptOut():
-                    # Opting out withdraws updates consent and drops this identity's subscriptions.
-                    self.supporter = replace(self.supporter, opted_out=True,
-                                             subscribed=frozenset())
-                case OptIn():
-                    self.supporter = replace(self.supporter, opted_out=False)
-                case Erase():
-                    for signature in self.supporter.signatures:
-                        self.here[signature.petition] -= 1
-                    self.supporter = SupporterView()
-                    results["erased"] = True
-        return results
+    @property
+    def supporter(self) -> SupporterView:
+        """What the shell knows of the person, as the core is shown it."""
+        found = self._found()
+        if found.sender is None:
+            return SupporterView(signatures=found.signatures)
+        return people.from_found(found).facts
 
-    def _sign(self, sign: Sign, channel: Channel) -> dict[str, object]:
-        existing = self.supporter.signature(sign.petition)
-        if existing is not None:  # the shell never signs twice
-            return {"number": existing.number, "count": f"{self.total(sign.petition):,}"}
-        number = self.last_number.get(sign.petition, 0) + 1
-        self.last_number[sign.petition] = number
-        self.here[sign.petition] = self.here.get(sign.petition, 0) + 1
-        signature = SignatureView(sign.petition, number, NOW, channel, sign.name, sign.postcode,
-                                  sign.country)
-        self.supporter = replace(self.supporter,
-                                 signatures=(*self.supporter.signatures, signature))
-        return {"number": number, "count": f"{self.total(sign.petition):,}"}
+    @property
+    def here(self) -> dict[str, int]:
+        with self.service.sessions() as session:
+            return self.service.counts(session, fresh=True)
 
-    def _words(self, phrase: Phrase, results: Mapping[str, object],
-               options: tuple[str, ...]) -> Message:
-        if phrase.key == "signed":  # the shell adds the number and count it has just taken
-            phrase = Phrase(phrase.key, {**phrase.params, "number": results.get("number"),
-                                         "count": results.get("count")})
-        return Message(self.service.texts.render(phrase, self.service.common), options)
+    def publish_voice(self, text: str, nation: str, slug: str = "sirt") -> None:
+        """A supporter's voice, approved by staff for publication."""
+        with self.service.sessions.begin() as session:
+            session.add(Voice(petition_id=self._petition_id(session, slug), supporter_id=None,
+                              text=text, nation=nation, status="approved",
+                              publish_consent=True, flagged=False, created_at=NOW,
+                              moderated_by="staff", moderated_at=NOW))
+
+    def _found(self) -> people.Found:
+        with self.service.transactions.begin() as work:
+            return people.find(work, self.channel, self.address, self.phone)
+
+    def _enrol(self, signed: tuple[SignatureView, ...], state: State | None) -> None:
+        with self.service.transactions.begin() as work:
+            sender = people.load(work, self.channel, self.address, self.phone, "", False, NOW)
+            assert isinstance(sender, people.Sender)
+            if state is not None:
+                people.save(work, sender, state, NOW)
+        with self.service.sessions.begin() as session:
+            supporter_id = session.get_one(Identity, sender.identity_id).supporter_id
+            for s in signed:
+                session.add(Signature(
+                    petition_id=self._petition_id(session, s.petition),
+                    supporter_id=supporter_id, number=s.number, name=s.name,
+                    postcode=s.postcode or None, country=s.country or None,
+                    nation=nation_of(s.postcode).value if s.postcode else "outside_uk",
+                    channel=s.channel.value,
+                    signed_at=s.signed_at))
+
+    @staticmethod
+    def _petition_id(session: Session, slug: str) -> int:
+        pid = petition_id(session, slug)
+        assert pid is not None, slug
+        return pid
 
 
 Row = tuple[str, str | None, Step]
 
 
-def play(shell: FakeShell, table: Iterable[Row]) -> list[Said]:
+def play(chat: Chat, table: Iterable[Row]) -> list[Said]:
     """Send each message of a transcript table; check the reply and the step after it.
 
     A row is (what the supporter sends, a fragment the replies must contain, the step
@@ -199,7 +243,7 @@ def play(shell: FakeShell, table: Iterable[Row]) -> list[Said]:
     """
     said_all = []
     for sent, fragment, step in table:
-        said = shell.send(sent)
+        said = chat.send(sent)
         if fragment is SILENT:
             assert said.outcome.replies == () and said.effects == (), (
                 f"{sent!r} should get silence, got {said.text!r} {said.effects}")
@@ -208,16 +252,16 @@ def play(shell: FakeShell, table: Iterable[Row]) -> list[Said]:
             assert said.outcome.replies, f"{sent!r} got no reply"
             assert fragment in said.text, (
                 f"after {sent!r} expected {fragment!r} in:\n{said.text}")
-        assert shell.state.step == step, (
-            f"after {sent!r} expected step {step}, got {shell.state.step}\n{said.text}")
+        assert chat.state.step == step, (
+            f"after {sent!r} expected step {step}, got {chat.state.step}\n{said.text}")
         said_all.append(said)
     return said_all
 
 
-def signed_up(shell: FakeShell, name: str = "Amira Hussain", postcode: str = "SW1A 1AA",
-              updates: str = "NO") -> FakeShell:
+def signed_up(chat: Chat, name: str = "Amira Hussain", postcode: str = "SW1A 1AA",
+              updates: str = "NO") -> Chat:
     """Walk a supporter through signing (used where signing is the setup, not the test)."""
-    play(shell, [
+    play(chat, [
         ("Hi", "SIRT", Step.MENU),
         ("SIGN", "16 or over", Step.CONSENT),
         ("YES", "full name", Step.NAME),
@@ -226,7 +270,7 @@ def signed_up(shell: FakeShell, name: str = "Amira Hussain", postcode: str = "SW
         ("YES", "you have signed", Step.UPDATES),
         (updates, "", Step.SIGNED),
     ])
-    return shell
+    return chat
 
 
 # Messages that bring a new supporter to each step.

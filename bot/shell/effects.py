@@ -1,0 +1,209 @@
+"""The core's effects carried out, in order, in the message's unit of work: consent
+records, the signature and its counters, subscriptions, voices, STOP and START, erasure."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, insert, select, update
+
+from bot.core import conversation as core
+from bot.core.conversation import Channel, Signed
+from bot.core.postcodes import postcode_area
+from bot.infra.config import Config
+from bot.shell import people
+from bot.shell.broadcast import milestone_drafts, skip_pending_for
+from bot.shell.counts import Counts
+from bot.shell.unit_of_work import UnitOfWork
+from models import Voice
+from models.base import BigId
+from models.sql import insert_ignore_statement
+from models.tables import (
+    channel_counts,
+    consent_records,
+    petitions,
+    signatures,
+    subscriptions,
+)
+
+log = logging.getLogger("petitionbot.inbound")
+
+NEW_CONSENT = (insert(consent_records)
+               .values({c: bindparam(f"p_{c}") for c in (
+                   "supporter_id", "petition_id", "purpose", "action", "text_version",
+                   "channel", "evidence", "created_at")})
+               .returning(consent_records.c.id))
+COUNT_SIGNATURE = (update(petitions).where(petitions.c.id == bindparam("p_petition"))
+                   .values(signature_count=petitions.c.signature_count + 1,
+                           last_number=petitions.c.last_number + 1)
+                   .returning(petitions.c.last_number, petitions.c.signature_count))
+COUNT_CHANNEL = (update(channel_counts)
+                 .where(channel_counts.c.petition_id == bindparam("p_petition"),
+                        channel_counts.c.channel == bindparam("p_channel"))
+                 .values(count=channel_counts.c.count + 1))
+LATEST_SIGN_CONSENT = (select(func.max(consent_records.c.id))
+                       .where(consent_records.c.supporter_id == bindparam("p_supporter"),
+                              consent_records.c.petition_id == bindparam("p_petition"),
+                              consent_records.c.purpose == "sign")
+                       .scalar_subquery())
+NEW_SIGNATURE = insert(signatures).values(
+    petition_id=bindparam("p_petition"), supporter_id=bindparam("p_supporter"),
+    number=bindparam("p_number"), name=bindparam("p_name"), postcode=bindparam("p_postcode"),
+    postcode_area=bindparam("p_postcode_area"), country=bindparam("p_country"),
+    nation=bindparam("p_nation"), channel=bindparam("p_channel"),
+    referral=bindparam("p_referral"),
+    # Without consent given in this message, the signature cites the latest given.
+    consent_id=func.coalesce(bindparam("p_consent", type_=BigId), LATEST_SIGN_CONSENT),
+    signed_at=bindparam("p_now"))
+PETITION_ID = select(petitions.c.id).where(petitions.c.slug == bindparam("slug"))
+SIGNED_NATION = select(signatures.c.nation).where(
+    signatures.c.petition_id == bindparam("petition"),
+    signatures.c.supporter_id == bindparam("supporter"))
+SUBSCRIBED = select(subscriptions.c.petition_id).where(
+    subscriptions.c.identity_id == bindparam("identity"))
+
+
+@dataclass(frozen=True)
+class Counted:
+    """A new signature: its petition, and the petition's signatures here with it."""
+
+    petition: str
+    here: int
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What a message's effects came to."""
+
+    signed: Signed | None = None  # the signature `Sign` made, or found (never two)
+    counted: Counted | None = None  # when it was new
+    erased: bool = False
+
+
+class Effects:
+    """Carries out the core's effects for one process (which remembers petitions' ids)."""
+
+    def __init__(self, config: Config, counts: Counts) -> None:
+        self.config = config
+        self.counts = counts
+        self._petition_ids: dict[str, int] = {}
+
+    def apply(self, work: UnitOfWork, effects: Iterable[core.Effect], sender: people.Sender,
+              channel: Channel, evidence: str, phone: str, now: datetime) -> Applied:
+        """Carry out `effects` for `sender`; `evidence` is the message's provider id."""
+        signed: Signed | None = None
+        counted: Counted | None = None
+        erased = False
+        consent_ids: dict[tuple[str, str], int] = {}
+        for effect in effects:
+            match effect:
+                case core.GrantConsent(purpose, slug, version):
+                    consent_ids[(purpose.value, slug)] = self._consent(
+                        work, sender.supporter_id, self.petition_id(work, slug), purpose,
+                        "granted", version, channel, evidence, now)
+                case core.Sign():
+                    signed, counted = self._sign(work, effect, sender, channel, now,
+                                                 consent_ids.get(("sign", effect.petition)))
+                case core.SaveVoice(slug, text, publish, flagged):
+                    self._save_voice(work, sender.supporter_id, slug, text, publish, flagged,
+                                     consent_ids.get(("publish_voice", slug)), now)
+                case core.Subscribe(slug):
+                    work.conn.execute(_new_subscription(work), {
+                        "p_identity_id": sender.identity_id,
+                        "p_petition_id": self.petition_id(work, slug),
+                        "p_consent_id": consent_ids.get(("updates", slug)),
+                        "p_created_at": now})
+                case core.OptOut():
+                    self._opt_out(work, sender, channel, evidence, now)
+                case core.OptIn():
+                    sender.opted_out_at = None
+                    if sender.supporter_id is None:  # bare since an erasure: a person again
+                        people.adopt(work, sender, phone, now)
+                case core.Erase():
+                    people.erase_supporter(work.conn, sender.supporter_id)
+                    erased = True
+        return Applied(signed, counted, erased)
+
+    def petition_id(self, work: UnitOfWork, slug: str) -> int:
+        """A petition's row id (it never changes, so it is remembered)."""
+        if slug not in self._petition_ids:
+            pid = work.conn.scalar(PETITION_ID, {"slug": slug})
+            assert pid is not None, slug
+            self._petition_ids[slug] = pid
+        return self._petition_ids[slug]
+
+    def _consent(self, work: UnitOfWork, supporter_id: int | None, petition_id: int | None,
+                 purpose: core.Purpose, action: str, version: str, channel: Channel,
+                 evidence: str, now: datetime) -> int:
+        assert supporter_id is not None
+        record_id: int = work.conn.scalar(NEW_CONSENT, {
+            "p_supporter_id": supporter_id, "p_petition_id": petition_id,
+            "p_purpose": purpose.value, "p_action": action, "p_text_version": version,
+            "p_channel": channel.value, "p_evidence": evidence[:80], "p_created_at": now})
+        return record_id
+
+    def _sign(self, work: UnitOfWork, sign: core.Sign, sender: people.Sender,
+              channel: Channel, now: datetime,
+              consent_id: int | None) -> tuple[Signed, Counted | None]:
+        assert sender.supporter_id is not None
+        external = self.config.petition(sign.petition).external_count
+        # The sender was read in this transaction, after their person was locked (or with
+        # the write lock held): a signature made on another channel shows here.
+        existing = next((s for s in sender.signatures if s.petition == sign.petition), None)
+        if existing is not None:  # signed meanwhile on another channel: never twice
+            here = self.counts.here(work.conn).get(sign.petition, 0)
+            return Signed(existing.number, here + external), None
+        petition_id = self.petition_id(work, sign.petition)
+        number, here = work.conn.execute(COUNT_SIGNATURE, {"p_petition": petition_id}).one()
+        work.conn.execute(COUNT_CHANNEL, {"p_petition": petition_id, "p_channel": channel.value})
+        work.conn.execute(NEW_SIGNATURE, {
+            "p_petition": petition_id, "p_supporter": sender.supporter_id, "p_number": number,
+            "p_name": sign.name, "p_postcode": sign.postcode or None,
+            "p_postcode_area": postcode_area(sign.postcode) if sign.postcode else None,
+            "p_country": sign.country or None, "p_nation": sign.nation.value,
+            "p_channel": channel.value, "p_referral": sign.referral or None,
+            "p_consent": consent_id, "p_now": now})
+        milestone_drafts(work.conn, self.config, sign.petition, here - 1 + external,
+                         here + external, now)
+        return Signed(number, here + external), Counted(sign.petition, here)
+
+    def _save_voice(self, work: UnitOfWork, supporter_id: int | None, slug: str, text: str,
+                    publish: bool, flagged: bool, consent_id: int | None,
+                    now: datetime) -> None:
+        petition_id = self.petition_id(work, slug)
+        nation = work.conn.scalar(SIGNED_NATION, {"petition": petition_id,
+                                                  "supporter": supporter_id})
+        work.conn.execute(insert(Voice).values(
+            petition_id=petition_id, supporter_id=supporter_id, text=text, nation=nation,
+            status="pending", publish_consent=publish, consent_id=consent_id,
+            flagged=flagged, created_at=now))
+        if flagged:
+            log.warning("safeguarding: a supporter's message was flagged for staff (voice)")
+
+    def _opt_out(self, work: UnitOfWork, sender: people.Sender, channel: Channel,
+                 evidence: str, now: datetime) -> None:
+        """Stop everything on this identity, even mid-broadcast; withdraw its updates."""
+        sender.opted_out_at = now
+        skip_pending_for(work.conn, sender.identity_id, "opted_out", now)
+        subscribed = work.conn.scalars(SUBSCRIBED, {"identity": sender.identity_id}).all()
+        for petition_id in subscribed:
+            if sender.supporter_id is not None:
+                self._consent(work, sender.supporter_id, petition_id, core.Purpose.UPDATES,
+                              "withdrawn", self.config.privacy.version, channel, evidence,
+                              now)
+        if subscribed:
+            work.conn.execute(delete(subscriptions).where(
+                subscriptions.c.identity_id == sender.identity_id))
+
+
+def _new_subscription(work: UnitOfWork) -> Any:
+    return insert_ignore_statement(
+        work.conn.dialect.name, subscriptions,
+        ("identity_id", "petition_id", "consent_id", "created_at"), ("identity_id", "petition_id"))
+
+
+__all__ = ["Applied", "Counted", "Effects"]
