@@ -1,67 +1,47 @@
-"""Staff console benchmark: the dashboard and the hand-in export at 1,000,000 signatures.
+"""Staff console speed: the dashboard and the hand-in export at 1,000,000 signatures.
 
     .venv/bin/python bench/console.py            # 1,000,000 signatures: a few minutes
     .venv/bin/python bench/console.py --quick    # 100,000 signatures: under a minute
 
-For each database (SQLite in a temporary folder, then PostgreSQL: the `bench_console`
-database on loopback, its public schema dropped and recreated) it
-1. generates the signatures set-based (generate_series on PostgreSQL, a recursive CTE on
-   SQLite): one supporter, identity and signature each, spread over the UK nations and
-   their postcode areas (weighted, most populous first), the Crown dependencies, BFPO and
-   abroad; SMS 55%, WhatsApp 25%, Telegram 20%; signed over 90 days with a launch spike,
-   a press spike on day 40 and a decaying tail; 45% with a referral (a few campaign codes,
-   a long tail of share codes); 35% subscribed to updates; the petition's counters bumped
-   to match; then ANALYZE on PostgreSQL (as autovacuum would after a bulk load);
-2. times the dashboard as staff get it: GET /staff/ (the default 60 days, then 365 days)
-   through the Flask test client with a logged-in admin and the figures cache off, so
-   each request runs every aggregate (median of a few); baseline: one
-   SELECT count(*) over the same signatures; the aggregates of bot.shell.dashboard are timed
-   one by one too (per_day, places, referrals, subscribers);
-3. times the hand-in summary page (GET /staff/handin: one GROUP BY over places), against
-   the same baseline;
-4. times the signatures CSV export, GET /staff/handin/signatures.csv (admin; streamed;
-   bot.shell.export.write_signatures in its producer thread) read to /dev/null in a child
-   process that reports its peak memory (VmHWM); baselines, each in a child too:
-   a bare DB-API cursor over the same SELECT through csv.writer to /dev/null (sqlite3, or
-   a psycopg server-side cursor) and, on PostgreSQL, COPY (SELECT ...) TO STDOUT WITH CSV
-   to /dev/null; memory baseline: a child that builds the same app and logs in, but
-   exports nothing.
-The admin's password is stored as a cheap PBKDF2 hash so that no scrypt work (32 MB)
-shows in a child's peak memory. Only loopback addresses are used; every child has a
-time limit.
+For each database (SQLite in a temporary folder, then PostgreSQL on loopback) the
+signatures are generated set-based, spread as a real campaign's are: over the UK nations
+and their postcode areas (most populous first), the Crown dependencies, BFPO and abroad;
+SMS 55%, WhatsApp 25%, Telegram 20%; over 90 days with a launch spike, a press spike and
+a tail; 45% with a referral, 35% subscribed. Then, each beside a baseline from this run:
+1. the dashboard as an admin gets it, GET /staff/ (60 days, then 365), through the Flask
+   test client with the figures cache off (median of a few); baseline: SELECT count(*)
+   over the same signatures;
+2. the hand-in page, GET /staff/handin, against the same baseline;
+3. the signatures CSV, GET /staff/handin/signatures.csv, read to /dev/null in a process
+   of its own; baseline: the same SELECT through a bare DB-API cursor and csv.writer;
+   and that process's peak memory against one that logs in and exports nothing.
+The admin's password is a cheap PBKDF2 hash, so no scrypt work (32 MB) shows in memory.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import datetime as dt
 import json
 import math
 import os
-import resource
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from databases import fresh_database
+import harness
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(harness.ROOT))
 
-PG_URL = "postgresql+psycopg://127.0.0.1:5432/bench_console"
-CONFIG = ROOT / "config.toml"
+CONFIG = harness.ROOT / "config.toml"
 SLUG = "sirt"
 EMAIL = "bench-admin@planets.example"
 PASSWORD = "bench console password"
 DAYS = 90
-CHILD_LIMIT = 600.0  # seconds for any child process
 
 
 @dataclass(frozen=True)
@@ -160,20 +140,12 @@ LOOKUP_DDL = {
 
 # Generating the signatures, set-based -----------------------------------------------------------
 
-def series(dialect: str) -> tuple[str, str]:
-    """(WITH prefix, FROM source) giving rows g = :lo .. :hi."""
-    if dialect == "postgresql":
-        return "", "generate_series(CAST(:lo AS bigint), CAST(:hi AS bigint)) AS s(g)"
-    return ("WITH RECURSIVE s(g) AS (SELECT :lo UNION ALL SELECT g + 1 FROM s WHERE g < :hi) ",
-            "s")
-
-
 def generate(engine: Any, n: int, petition_id: int, today: dt.date) -> None:
     from sqlalchemy import text
 
     dialect = engine.dialect.name
     pg = dialect == "postgresql"
-    with_, source = series(dialect)
+    with_, source = harness.series(dialect)
     start = dt.datetime.combine(today - dt.timedelta(days=DAYS - 1), dt.time(), dt.UTC)
     # Two multiplicative hashes of g pick each person's place, day, channel, name...
     hashed = (f"(SELECT g, (g * 2654435761) % 4294967296 AS x, "
@@ -243,15 +215,8 @@ def generate(engine: Any, n: int, petition_id: int, today: dt.date) -> None:
             connection.execute(text(sql), used)
         for table in LOOKUP_DDL:
             connection.execute(text(f"DROP TABLE {table}"))
-    if pg:
-        with engine.begin() as connection:
-            for table in ("supporters", "identities", "signatures", "subscriptions"):
-                connection.execute(text(
-                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                    f"(SELECT max(id) FROM {table}))"))
-        with engine.connect() as connection:  # as autovacuum would after a bulk load
-            connection.execution_options(isolation_level="AUTOCOMMIT").execute(
-                text("VACUUM ANALYZE"))
+    harness.after_bulk_load(engine, ("supporters", "identities", "signatures",
+                                     "subscriptions"))
 
 
 def add_admin(sessions: Any) -> None:
@@ -321,35 +286,20 @@ def count_baseline(engine: Any, petition_id: int, repeats: int) -> tuple[float, 
 
 # Child processes: an export each, with its peak memory ------------------------------------------
 
-def child_main(args: argparse.Namespace) -> int:
-    """`--child export|cursor|copy|idle`: print {"seconds", "rows", "bytes", "maxrss_kb"}."""
+def child_main(kind: str, url: str) -> int:
+    """`--child export|cursor|idle URL`: print {"seconds", "rows", "bytes", "mb"}."""
     result: dict[str, Any] = {"seconds": 0.0, "rows": 0, "bytes": 0}
     with open(os.devnull, "wb") as sink:
-        if args.child in ("export", "idle"):
-            app = make_app(args.url)
+        if kind == "cursor":
+            result.update(bare_cursor(url, sink))
+        else:
+            app = make_app(url)
             client = logged_in(app)
-            if args.child == "export":
+            if kind == "export":
                 result.update(app_export(client, sink))
             app.extensions["petitionbot"].engine.dispose()
-        elif args.child == "cursor":
-            result.update(bare_cursor(args.url, sink))
-        elif args.child == "copy":
-            result.update(bare_copy(args.url, sink))
-    result["maxrss_kb"] = peak_rss_kb()
-    print(json.dumps(result))
+    print(json.dumps({**result, "mb": harness.peak_mb()}))
     return 0
-
-
-def peak_rss_kb() -> int:
-    """This process's peak resident memory since exec (VmHWM). Not ru_maxrss: on Linux
-    that keeps the high-water mark of the parent the child was forked from."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def app_export(client: Any, sink: BinaryIO) -> dict[str, Any]:
@@ -417,194 +367,60 @@ def bare_cursor(url: str, sink: BinaryIO) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - started, "rows": rows, "bytes": out.size}
 
 
-def bare_copy(url: str, sink: BinaryIO) -> dict[str, Any]:
-    """PostgreSQL writes the CSV itself: COPY (the same SELECT) TO STDOUT."""
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    size = lines = 0
-    started = time.perf_counter()
-    with psycopg.connect(dsn) as connection, connection.cursor() as cursor, cursor.copy(
-            f"COPY ({EXPORT_SELECT}) TO STDOUT WITH (FORMAT csv, HEADER)") as copy:
-        for data in copy:
-            chunk = bytes(data)
-            sink.write(chunk)
-            size += len(chunk)
-            lines += chunk.count(b"\n")
-    return {"seconds": time.perf_counter() - started, "rows": lines - 1, "bytes": size}
-
-
-def run_child(kind: str, url: str) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, __file__, "--child", kind, "--url", url],
-                          capture_output=True, text=True, timeout=CHILD_LIMIT, cwd=ROOT)
-    if done.returncode != 0:
-        raise RuntimeError(f"child {kind} failed:\n{done.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
-
-
-# One database ------------------------------------------------------------------------------------
-
-@dataclass
-class Result:
-    db: str
-    rows: list[tuple[str, str, str]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def add(self, measure: str, product: str, baseline: str) -> None:
-        self.rows.append((measure, product, baseline))
-        print(f"  {self.db}: {measure}: {product}  (baseline {baseline})", flush=True)
-
-
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:,.1f} ms" if seconds < 10 else f"{seconds:,.1f} s"
 
 
-def run_database(kind: str, plan: Plan, args: argparse.Namespace, workdir: Path) -> Result:
+def run_database(kind: str, plan: Plan, pg_url: str, workdir: Path) -> harness.Result:
     import zoneinfo
 
-    from bot.infra.config import load_config
-    from bot.shell import dashboard
-    from bot.shell.service import Service
-    from models.db import make_engine, make_sessions
-
-    result = Result(kind)
+    result = harness.Result(kind)
     print(f"{kind}:", flush=True)
-    url = fresh_database(kind, workdir, args.pg_url, "bench-console")
-    engine = make_engine(url)
-    sessions = make_sessions(engine)
-    config = load_config(CONFIG)
-    Service(config, sessions).sync_petitions()
+    url, engine, sessions, config, pid = harness.product_database(kind, workdir, pg_url)
     add_admin(sessions)
-    with sessions() as session:
-        pid = dashboard.petition_id(session, SLUG)
-    assert pid is not None
     today = dt.datetime.now(zoneinfo.ZoneInfo(config.broadcast.timezone)).date()
     started = time.perf_counter()
     generate(engine, plan.signatures, pid, today)
     result.notes.append(f"generated {plan.signatures:,} supporters, identities and signatures "
                         f"set-based in {time.perf_counter() - started:,.1f} s")
-    print(f"  {kind}: {result.notes[-1]}", flush=True)
-
     baseline, counted = count_baseline(engine, pid, plan.repeats)
     assert counted == plan.signatures, counted
     count_text = f"SELECT count(*) {ms(baseline)}"
 
-    # The dashboard, as an admin's browser gets it.
     app = make_app(url)
     client = logged_in(app)
-    here = f"{plan.signatures:,} here"
-    for days in (60, 365):
-        seconds = median_of(plan.repeats, lambda d=days: get_page(
-            client, f"/staff/?days={d}", here))
-        result.add(f"dashboard GET /staff/?days={days} (median of {plan.repeats})",
-                   ms(seconds), f"{count_text} ({seconds / baseline:,.0f}x)")
-    with sessions() as session:
-        parts = {
-            "per_day (60 days)": lambda: dashboard.per_day(
-                session, pid, today - dt.timedelta(days=59), today, config.broadcast.timezone),
-            "places": lambda: dashboard.places(session, pid),
-            "referrals": lambda: dashboard.referrals(session, pid),
-            "subscribers": lambda: dashboard.subscribers(session, pid),
-            "totals (counters)": lambda: dashboard.totals(session, config, SLUG),
-        }
-        timings = []
-        for name, fn in parts.items():
-            def once(fn: Callable[[], Any] = fn) -> float:
-                begun = time.perf_counter()
-                fn()
-                return time.perf_counter() - begun
-
-            timings.append(f"{name} {ms(median_of(plan.repeats, once))}")
-    result.notes.append("dashboard aggregates (bot.shell.dashboard, median): " + ", ".join(timings))
-    print(f"  {kind}: {result.notes[-1]}", flush=True)
-    seconds = median_of(plan.repeats, lambda: get_page(client, "/staff/handin", "By postcode"))
-    result.add(f"hand-in page GET /staff/handin (median of {plan.repeats})", ms(seconds),
-               f"{count_text} ({seconds / baseline:,.0f}x)")
+    pages = [(f"/staff/?days={days}", f"{plan.signatures:,} here") for days in (60, 365)]
+    for path, must_contain in (*pages, ("/staff/handin", "By postcode")):
+        seconds = median_of(plan.repeats, lambda p=path, m=must_contain: get_page(client, p, m))
+        result.add(f"GET {path} (median of {plan.repeats})", ms(seconds),
+                   f"{count_text} ({seconds / baseline:,.0f}x)")
     app.extensions["petitionbot"].engine.dispose()
     engine.dispose()
 
-    # The export, each in a child process of its own (for its peak memory).
-    export = run_child("export", url)
-    assert export["rows"] == plan.signatures, export
-    cursor = run_child("cursor", url)
-    assert cursor["rows"] == plan.signatures, cursor
-    idle = run_child("idle", url)
+    export, cursor, idle = (harness.run_child(__file__, kind, url) for kind in (
+        "export", "cursor", "idle"))
+    assert export["rows"] == cursor["rows"] == plan.signatures, (export, cursor)
 
     def rate(r: dict[str, Any]) -> str:
         return (f"{ms(r['seconds'])}, {r['rows'] / r['seconds']:,.0f} rows/s, "
                 f"{r['bytes'] / 1e6:,.0f} MB")
 
     bare = "sqlite3 cursor" if kind == "sqlite" else "psycopg server-side cursor"
-    result.add(f"CSV export GET /staff/handin/signatures.csv, {plan.signatures:,} rows",
+    result.add(f"CSV export, GET /staff/handin/signatures.csv, {plan.signatures:,} rows",
                rate(export), f"{bare} + csv.writer {rate(cursor)} "
                f"({export['seconds'] / cursor['seconds']:,.1f}x)")
-    if kind == "postgresql":
-        copied = run_child("copy", url)
-        assert copied["rows"] == plan.signatures, copied
-        result.add("  (the same export)", "", f"COPY TO STDOUT {rate(copied)} "
-                   f"({export['seconds'] / copied['seconds']:,.1f}x)")
-    mb = 1024
-    result.add("peak memory (VmHWM) of the export's process",
-               f"{export['maxrss_kb'] / mb:,.0f} MB",
-               f"same app logged in, no export {idle['maxrss_kb'] / mb:,.0f} MB "
-               f"(+{(export['maxrss_kb'] - idle['maxrss_kb']) / mb:,.0f} MB); {bare} "
-               f"{cursor['maxrss_kb'] / mb:,.0f} MB")
+    result.add("peak memory of the export's process", f"{export['mb']:,.0f} MB",
+               f"logged in, no export {idle['mb']:,.0f} MB; {bare} {cursor['mb']:,.0f} MB")
     return result
 
 
-# The table ---------------------------------------------------------------------------------------
-
-def report(results: list[Result], mode: str, elapsed: float, load: str) -> str:
-    lines = ["", f"petitionbot console benchmark ({mode}); {os.cpu_count()} CPUs; total "
-             f"{elapsed:.0f} s; load average before/after {load} / {_loadavg()}", ""]
-    widths = (62, 40, 70)
-    header = ("measure", "product", "baseline (same run)")
-    for r in results:
-        lines.append(f"[{r.db}]")
-        lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-        lines.append("-" * (sum(widths) + 4))
-        for row in r.rows:
-            lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
-                         .rstrip())
-        for note in r.notes:
-            lines.append(f"  - {note}")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help=f"{QUICK.signatures:,} signatures instead of {FULL.signatures:,}")
-    parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--pg-url", default=os.environ.get("BENCH_DATABASE_URL", PG_URL),
-                        help=f"loopback PostgreSQL database to wipe and use (default {PG_URL})")
-    parser.add_argument("--child", choices=["export", "cursor", "copy", "idle"],
-                        help=argparse.SUPPRESS)
-    parser.add_argument("--url", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        return child_main(args)
-
+    if sys.argv[1:2] == ["--child"]:
+        return child_main(*sys.argv[2:4])
+    args = harness.options(__doc__ or "", "bench_console").parse_args()
     plan = QUICK if args.quick else FULL
-    kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
-    load = _loadavg()
-    started = time.perf_counter()
-    results = []
-    with tempfile.TemporaryDirectory(prefix="petitionbot-bench-console-") as tmp:
-        for kind in kinds:
-            results.append(run_database(kind, plan, args, Path(tmp)))
-    print(report(results, "quick" if args.quick else "full", time.perf_counter() - started,
-                 load))
+    harness.run(args, "console", lambda kind, tmp: run_database(kind, plan, args.pg_url, tmp),
+                f"; {plan.signatures:,} signatures")
     return 0
 
 

@@ -1,29 +1,22 @@
-"""A second baseline for bench/inbound.py: a minimal implementation of the SMS signing path.
+"""A baseline for bench/inbound.py: a minimal implementation of the SMS signing path.
 
     gunicorn -c gunicorn.conf.py 'bench.floor_app:create_app()'   (after prepare(url))
 
-bench/bare_app.py measures the server alone. This app does, per message, what any
-implementation of the signing path has to do, as directly as it can, with nothing of the
-product's around it: Flask; Twilio's signature (the product's own parse_form and
-twilio_signature, its fastest parts); the sender's number normalised with phonenumbers;
-one transaction on the driver's connection (no SQLAlchemy): the sender's row locked, the
-MessageSid recorded at most once (with the sender), the sender created on a first message,
-a consent record at consent, the counters (total and channel, one row) and the signature
-at signing, the sender's step saved; the count for the greeting cached for a second, as the
-product does; a fixed-text state machine that knows only the bench's seven messages;
-TwiML; one log line. What it leaves out is everything else the product does: keywords
-(STOP, HELP, DELETE ...), input cleaning, texts from config.toml, other channels, the reply
-budget, metrics, request ids, the console.
-
-So, measured in the same run: floor/bare is about as far as any implementation of the
-contract can get on this machine with Flask and gunicorn (it does less than the contract
-asks), and product/floor is what the product's features and layers cost.
-Its tables are its own: `floor_*` in the product's PostgreSQL database, or a SQLite file
-beside the product's (`<database>-floor.db`).
+Per message it does what any implementation has to, as directly as it can, and nothing
+else: Twilio's signature checked, the sender's number normalised, one transaction on the
+driver's connection (the sender's row locked, the MessageSid recorded once, the sender
+created, a consent record, the counters and the signature at signing, the step saved),
+the greeting's count cached for a second, a state machine that knows only the bench's
+seven messages, TwiML, one log line. No keywords, input cleaning, config texts, other
+channels, reply budget or metrics: so floor/bare is about as far as any implementation
+can get on this machine, and product/floor what the product's features cost. It imports
+nothing of the product. Its tables are its own: `floor_*` in the PostgreSQL database, or
+a SQLite file beside the product's (`<database>-floor.db`).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hmac
 import json
@@ -34,12 +27,11 @@ import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
+import phonenumbers
 from flask import Flask, Response, abort, jsonify, request
-
-from bot.core.phones import normalise_phone
-from webhooks.twilio import parse_form, twilio_signature
 
 log = logging.getLogger("petitionbot.floor")
 
@@ -60,7 +52,7 @@ TABLES = (
 
 
 def sqlite_path(url: str) -> str:
-    """Beside the product's file (bench/databases.py's plain `sqlite:///<path>` URLs)."""
+    """Beside the product's file (bench/harness.py's plain `sqlite:///<path>` URLs)."""
     return url.removeprefix("sqlite:///") + "-floor.db"
 
 
@@ -69,20 +61,17 @@ def pg_dsn(url: str) -> str:
 
 
 def prepare(url: str) -> None:
-    """Empty tables for the floor app, before its workers start."""
-    drops = [f"DROP TABLE IF EXISTS {t}" for t in (
-        "floor_inbound", "floor_people", "floor_petition", "floor_signatures",
-        "floor_consents")]
+    """The floor app's tables, in a fresh database, before its workers start."""
     if url.startswith("sqlite"):
         with contextlib.closing(sqlite3.connect(sqlite_path(url), isolation_level=None)) as c:
             c.execute("PRAGMA journal_mode=WAL")
-            for statement in (*drops, *TABLES):
+            for statement in TABLES:
                 c.execute(statement.format(serial="INTEGER"))
         return
     import psycopg
 
     with psycopg.connect(pg_dsn(url), autocommit=True) as c:
-        for statement in (*drops, *TABLES):
+        for statement in TABLES:
             c.execute(statement.format(serial="BIGSERIAL"))
 
 
@@ -141,14 +130,18 @@ def create_app() -> Flask:
 
     @app.post("/twilio/messages")
     def messages() -> Response:
-        pairs = parse_form(request.get_data(cache=False))
-        signature = request.headers.get("X-Twilio-Signature", "")
-        if not hmac_ok(twilio_signature(token, base + request.path, pairs), signature):
+        pairs = parse_qsl(request.get_data(cache=False).decode(), keep_blank_values=True)
+        signed = base + request.path + "".join(k + v for k, v in sorted(pairs))
+        expected = base64.b64encode(hmac.digest(token.encode(), signed.encode(), "sha1"))
+        if not hmac.compare_digest(expected, request.headers.get("X-Twilio-Signature",
+                                                                 "").encode()):
             abort(403)
         form = dict(pairs)
         sid, text = form["MessageSid"], form.get("Body", "").strip()
-        phone = normalise_phone(form["From"].removeprefix("whatsapp:"))
-        if phone is None:
+        try:
+            phone = phonenumbers.format_number(phonenumbers.parse(form["From"], "GB"),
+                                               phonenumbers.PhoneNumberFormat.E164)
+        except phonenumbers.NumberParseException:
             abort(400)
         now = datetime.now(UTC).isoformat()
         with db.lock:
@@ -170,10 +163,6 @@ def create_app() -> Flask:
                         mimetype="text/xml")
 
     return app
-
-
-def hmac_ok(expected: str, given: str) -> bool:
-    return given.isascii() and hmac.compare_digest(expected, given)
 
 
 def turn(db: Database, conn: Any, sid: str, phone: str, text: str,

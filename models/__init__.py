@@ -2,6 +2,7 @@
 
 from models.base import Base
 from models.broadcast import Announcement, Delivery, Worker
+from models.staff import AuditEntry, RateWindow, StaffSession, StaffUser, Voice
 from models.supporters import (
     ChannelCount,
     ConsentRecord,
@@ -13,7 +14,6 @@ from models.supporters import (
     Subscription,
     Supporter,
 )
-from models.staff import AuditEntry, RateWindow, StaffSession, StaffUser, Voice
 
 __all__ = [
     "Announcement",

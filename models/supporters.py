@@ -5,8 +5,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import (
+    JSON,
+    Connection,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    select,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, BigId, UTCDateTime, intpk, timestamp
 
@@ -21,6 +31,11 @@ class Petition(Base):
     signature_count: Mapped[int] = mapped_column(Integer, default=0)
     last_number: Mapped[int] = mapped_column(Integer, default=0)  # numbers are never reused
     created_at: Mapped[timestamp]
+
+
+def petition_id(session: Session | Connection, slug: str) -> int | None:
+    """A petition's row id, from its slug (None before the petition has a row)."""
+    return session.scalar(select(Petition.id).where(Petition.slug == slug))
 
 
 class ChannelCount(Base):

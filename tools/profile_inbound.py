@@ -1,12 +1,6 @@
-"""Where an inbound message's time goes, in-process (no HTTP server, no load generator).
+"""Where an inbound SMS's time goes: per-step time and SQL, and cProfile, in-process (speed work).
 
-    .venv/bin/python bench/profile_inbound.py [--db sqlite|postgresql] [--supporters 300]
-
-Runs the SMS signing path (7 messages per supporter) through the real Flask app with the
-test client (signature check, form parsing, Service.receive, TwiML), single-threaded, and
-reports: time per message by step, SQL statements per message by step (and which
-statements), and cProfile's top functions, also grouped by package. A second pass calls
-Service.receive directly to separate the web layer from the service.
+    .venv/bin/python tools/profile_inbound.py [--db sqlite|postgresql] [--supporters 300]
 """
 
 from __future__ import annotations
@@ -27,17 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from inbound import (  # noqa: E402
-    ACCOUNT_SID,
-    AUTH_TOKEN,
-    PG_URL,
-    PUBLIC_BASE_URL,
-    WEBHOOK_PATH,
-    build_requests,
-    fresh_database,
-    supporter_bodies,
-    supporter_phone,
-)
+from harness import fresh_database  # noqa: E402
+from inbound import ACCOUNT_SID, AUTH_TOKEN, PATH, PUBLIC_BASE_URL, supporters  # noqa: E402
 
 STEPS = ("Hi", "SIGN", "YES(consent)", "name", "postcode", "YES(review)", "NO(updates)")
 
@@ -95,7 +80,7 @@ def shape(statement: str) -> str:
     return text[:90]
 
 
-def run_http(app: Any, requests: list[tuple[bytes, ...]], counter: SqlCounter,
+def run_http(app: Any, requests: list[list[tuple[bytes, str]]], counter: SqlCounter,
              profile: cProfile.Profile | None) -> dict[str, Any]:
     client = app.test_client()
     per_step_time: dict[int, list[float]] = defaultdict(list)
@@ -106,14 +91,13 @@ def run_http(app: Any, requests: list[tuple[bytes, ...]], counter: SqlCounter,
     cpu0 = time.process_time()
     wall0 = time.perf_counter()
     for supporter in requests:
-        for step in range(7):
-            body, sig = supporter[2 * step], supporter[2 * step + 1]
+        for step, (body, sig) in enumerate(supporter):
             t0 = time.perf_counter()
             if profile:
                 profile.enable()
-            response = client.post(WEBHOOK_PATH, data=body, headers={
+            response = client.post(PATH, data=body, headers={
                 "Content-Type": "application/x-www-form-urlencoded",
-                "X-Twilio-Signature": sig.decode()})
+                "X-Twilio-Signature": sig})
             if profile:
                 profile.disable()
             per_step_time[step].append(time.perf_counter() - t0)
@@ -127,21 +111,22 @@ def run_http(app: Any, requests: list[tuple[bytes, ...]], counter: SqlCounter,
             "shapes": shapes, "bad": bad}
 
 
-def run_service(app: Any, first: int, count: int, tag: str) -> dict[str, Any]:
+def run_service(app: Any, requests: list[list[tuple[bytes, str]]]) -> dict[str, Any]:
+    """The same messages straight into Service.receive (no Flask, no signature)."""
+    from urllib.parse import parse_qsl
+
     from bot.core.conversation import Channel
     from bot.shell.service import Received
 
     service = app.extensions["petitionbot"].service
+    forms = [dict(parse_qsl(body.decode())) for supporter in requests for body, _ in supporter]
     t0 = time.perf_counter()
     c0 = time.process_time()
-    n = 0
-    for index in range(first, first + count):
-        phone = supporter_phone(index)
-        for step, text in enumerate(supporter_bodies(index)):
-            service.receive(Received(Channel.SMS, phone, text, f"SM{tag}{index:08x}{step:04x}"
-                                     .ljust(34, "0")[:34], phone=phone))
-            n += 1
-    return {"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0, "messages": n}
+    for form in forms:
+        service.receive(Received(Channel.SMS, form["From"], form["Body"], form["MessageSid"],
+                                 phone=form["From"]))
+    return {"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0,
+            "messages": len(forms)}
 
 
 def grouped(stats: pstats.Stats) -> list[tuple[str, int]]:
@@ -166,7 +151,7 @@ def grouped(stats: pstats.Stats) -> list[tuple[str, int]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
-    parser.add_argument("--pg-url", default=PG_URL)
+    parser.add_argument("--pg-url", default="postgresql+psycopg://127.0.0.1:5432/bench")
     parser.add_argument("--supporters", type=int, default=300)
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--wall", action="store_true",
@@ -179,12 +164,11 @@ def main() -> int:
         engine = app.extensions["petitionbot"].engine
         counter = SqlCounter(engine)
         n = args.supporters
-        warm = build_requests(1, 90_000, 20)
-        run_http(app, warm, counter, None)                      # warm caches
-        plain = run_http(app, build_requests(1, 0, n), counter, None)
+        run_http(app, supporters(90_000, 20), counter, None)  # warm caches
+        plain = run_http(app, supporters(0, n), counter, None)
         profile = cProfile.Profile(time.perf_counter if args.wall else time.process_time)
-        profiled = run_http(app, build_requests(1, n, n), counter, profile)
-        service = run_service(app, 2 * n, n, "cd")
+        profiled = run_http(app, supporters(n, n), counter, profile)
+        service = run_service(app, supporters(2 * n, n))
         engine.dispose()
 
     m = plain["messages"]

@@ -11,7 +11,8 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from bot.channels.telegram import TelegramGateway, raised_at
+from bot.channels.telegram.gateway import TelegramGateway
+from bot.channels.telegram.inbound import raised_at
 from bot.infra.config import load_config
 from bot.infra.db_errors import database_unavailable
 from bot.infra.settings import Settings, local_secret_key, quiet_library_loggers

@@ -9,7 +9,7 @@ from flask import current_app
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.channels.telegram import TelegramGateway
+from bot.channels.telegram.gateway import TelegramGateway
 from bot.infra.config import Config
 from bot.infra.settings import Settings
 from bot.shell.service import Service

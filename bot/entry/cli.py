@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from bot.infra.clock import utcnow
 from bot.infra.config import Config
 from bot.infra.settings import TELEGRAM_SECRET, Settings, quiet_library_loggers
 
@@ -136,7 +137,7 @@ def staff_add(email: str, role: str) -> None:
     settings = _settings()
     require_current_schema(settings)
     password = _read_password()
-    now = _utcnow()
+    now = utcnow()
     with make_sessions(make_engine(settings.database_url)).begin() as session:
         try:
             user = accounts.add_staff(session, email, role, password, now)
@@ -213,14 +214,15 @@ def _senders(settings: Settings) -> dict[str, Any]:
     """A sender for every channel the environment configures."""
     senders: dict[str, Any] = {}
     if settings.twilio_enabled:
-        from bot.channels.twilio import TwilioSender
+        from bot.channels.twilio.outbound import TwilioSender
 
         if settings.twilio_sms_from or settings.twilio_messaging_service_sid:
             senders["sms"] = TwilioSender(settings, "sms")
         if settings.twilio_whatsapp_from:
             senders["whatsapp"] = TwilioSender(settings, "whatsapp")
     if settings.telegram_bot_token:
-        from bot.channels.telegram import TelegramGateway, TelegramSender
+        from bot.channels.telegram.gateway import TelegramGateway
+        from bot.channels.telegram.outbound import TelegramSender
 
         senders["telegram"] = TelegramSender(
             TelegramGateway(settings.telegram_bot_token, settings.telegram_api_base_url))
@@ -295,7 +297,7 @@ def announce(slug: str, text: str, channels: tuple[str, ...], nations: tuple[str
     variables = dict(v.split("=", 1) for v in template_vars if "=" in v) or None
     when = _local_time(at, config) if at else None
     sessions = make_sessions(make_engine(settings.database_url))
-    now = _utcnow()
+    now = utcnow()
     by = "cli:" + os.environ.get("USER", "operator")
     try:
         with sessions.begin() as session:
@@ -362,12 +364,6 @@ def _local_time(text: str, config: Config) -> Any:
         dt.UTC)
 
 
-def _utcnow() -> Any:
-    import datetime as dt
-
-    return dt.datetime.now(dt.UTC)
-
-
 @main.group()
 def announcement() -> None:
     """List, approve, pause, resume or cancel announcements."""
@@ -427,7 +423,7 @@ def _act(announcement_id: int, action: str, at: str | None = None) -> None:
     config = _config_or_exit(settings)
     require_current_schema(settings)
     by = "cli:" + os.environ.get("USER", "operator")
-    now = _utcnow()
+    now = utcnow()
     try:
         with make_sessions(make_engine(settings.database_url)).begin() as session:
             found = session.get(Announcement, announcement_id)
@@ -453,7 +449,7 @@ def _act(announcement_id: int, action: str, at: str | None = None) -> None:
 @main.command("telegram-poll")
 def telegram_poll() -> None:
     """Receive Telegram messages by long polling (no public URL needed)."""
-    from bot.channels.telegram import run_polling
+    from bot.channels.telegram.inbound import run_polling
     from bot.shell.service import Service
     from models.db import make_engine, make_sessions
 
@@ -482,7 +478,7 @@ def telegram_set_webhook() -> None:
     """Register PUBLIC_BASE_URL/telegram/webhook with Telegram, with the secret token."""
     import asyncio
 
-    from bot.channels.telegram import set_webhook
+    from bot.channels.telegram.inbound import set_webhook
 
     settings = _settings()
     if not settings.telegram_bot_token:
@@ -585,7 +581,7 @@ def retention_run(dry_run: bool) -> None:
     """Purge and anonymise what the retention periods say must go, and report it."""
     import os
 
-    from bot.shell.retention import run, utcnow
+    from bot.shell.retention import run
     from models.db import make_engine, make_sessions
 
     settings = _settings()

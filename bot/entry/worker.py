@@ -22,12 +22,11 @@ import uuid
 import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import TextIO, cast
+from typing import TextIO
 
 from sqlalchemy import (
     Connection,
     Engine,
-    Table,
     and_,
     bindparam,
     delete,
@@ -41,12 +40,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.core.outcomes import Job, Result, Sender, SendResult
 from bot.infra import metrics
+from bot.infra.clock import utcnow
 from bot.infra.config import Config
 from bot.infra.pacing import LocalPacer, Pacer
 from bot.shell import broadcast
-from models import Announcement, Delivery, Identity, Subscription, Worker
+from models import Announcement, Delivery, Identity, Worker
 from models.broadcast import DONE, OPEN
 from models.db import is_postgres
+from models.tables import announcements, deliveries, identities, subscriptions
 
 log = logging.getLogger("petitionbot.worker")
 
@@ -55,10 +56,6 @@ STALE_AFTER = 15.0        # a worker silent this long is gone; its rows are reco
 IDLE_SLEEP = 0.5
 LOG_EVERY = 10.0          # seconds between progress lines when not in a terminal
 PREPARE = 0.05            # seconds before a send's slot to start its database work
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def in_quiet_hours(now: dt.datetime, config: Config) -> bool:
@@ -377,9 +374,6 @@ def _sleep_until(deadline: float) -> None:
         time.sleep(delay)
 
 
-deliveries = cast(Table, Delivery.__table__)
-announcements = cast(Table, Announcement.__table__)
-identities = cast(Table, Identity.__table__)
 _MINE = and_(deliveries.c.id == bindparam("p_id"), deliveries.c.status == "claimed",
              deliveries.c.worker == bindparam("p_worker"))
 _REACHABLE = exists().where(identities.c.id == bindparam("p_identity"),
@@ -425,7 +419,6 @@ def _suppress(connection: Connection, identity_id: int, now: dt.datetime,
     connection.execute(update(identities).where(identities.c.id == identity_id,
                                                 column.is_(None)).values({column: now}))
     if opted_out:
-        subscriptions = cast(Table, Subscription.__table__)
         connection.execute(delete(subscriptions).where(
             subscriptions.c.identity_id == identity_id))
     broadcast.skip_pending_for(connection, identity_id,

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.infra.config import Config, load_config
 from bot.shell.service import Service
 from models import Announcement, Delivery
+from models.supporters import petition_id
 from tests.conftest import CONFIG, ROOT, TWILIO_SID, TWILIO_TOKEN
 from tests.fakes.telegram_api import FakeTelegram
 from tests.fakes.twilio_api import FakeTwilio
@@ -158,10 +159,10 @@ def seed(engine: Engine, groups: list[Group]) -> dict[str, list[str]]:
     eligible: dict[str, list[str]] = {c: [] for c in RATES}
     base = 0
     with engine.begin() as connection:
-        petition_id = connection.scalar(text("SELECT id FROM petitions WHERE slug = 'sirt'"))
+        petition = petition_id(connection, "sirt")
         for group in groups:
             params = {"base": base, "n": group.count, "channel": group.channel,
-                      "petition": petition_id}
+                      "petition": petition}
             address = address_sql(group.channel)
             phone = "NULL" if group.channel == "telegram" else address
             connection.execute(text(

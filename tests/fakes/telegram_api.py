@@ -31,26 +31,23 @@ checked (nothing is delivered to them: a webhook test posts the update dicts its
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import email.parser
 import email.policy
 import itertools
 import json
 import re
-import socket
-import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+
+from tests.fakes.loopback import Handler, LoopbackFake, LoopbackServer
 
 JSON = dict[str, Any]
 
@@ -165,104 +162,24 @@ def parse_params(content_type: str, body: bytes, query: str = "") -> JSON:
 # HTTP plumbing
 # ---------------------------------------------------------------------------------------------
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, like api.telegram.org; httpx pools connections
-    server: _Server
-    # Small replies on a kept-alive connection would otherwise wait on Nagle's algorithm
-    # and the client's delayed ACK (about 40 ms each).
-    disable_nagle_algorithm = True
+class _Handler(Handler):
+    server: LoopbackServer
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks: list[bytes] = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass  # trailers
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
-    def _serve(self) -> None:
-        body = self._read_body()
+    def serve(self, method: str) -> None:
         url = urlsplit(self.path)
         status, payload = self.server.fake.handle_request(
-            url.path, url.query, self.headers.get("Content-Type", ""), body)
-        data = json.dumps(payload).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, fake: FakeTelegram, port: int = 0) -> None:
-        self.fake = fake
-        self._conn_lock = threading.Lock()
-        self._connections: set[socket.socket] = set()
-        self._workers: set[threading.Thread] = set()
-        super().__init__(("127.0.0.1", port), _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        worker = threading.Thread(target=self._work, args=(request, client_address),
-                                  name="fake-telegram-connection", daemon=True)
-        with self._conn_lock:
-            self._connections.add(request)
-            self._workers.add(worker)
-        worker.start()
-
-    def _work(self, request: Any, client_address: Any) -> None:
-        try:
-            self.process_request_thread(request, client_address)
-        finally:
-            with self._conn_lock:
-                self._connections.discard(request)
-                self._workers.discard(threading.current_thread())
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], OSError):
-            return  # the client hung up (e.g. PTB cancelled a long poll): nothing to report
-        super().handle_error(request, client_address)
-
-    def close_connections(self, timeout: float) -> None:
-        """Hang up every open keep-alive connection and wait for its worker thread."""
-        with self._conn_lock:
-            connections = list(self._connections)
-            workers = list(self._workers)
-        # A moment first for answers already being written (a long poll just woken by
-        # stop()), so they are not cut off; idle keep-alive connections are hung up after.
-        grace = time.monotonic() + 0.1
-        for worker in workers:
-            worker.join(max(0.0, grace - time.monotonic()))
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        deadline = time.monotonic() + timeout
-        for worker in workers:
-            worker.join(max(0.0, deadline - time.monotonic()))
+            url.path, url.query, self.headers.get("Content-Type", ""), self.body())
+        self.reply(status, payload, {"Content-Type": "application/json"})
 
 
 # ---------------------------------------------------------------------------------------------
 # The fake
 # ---------------------------------------------------------------------------------------------
 
-class FakeTelegram:
+class FakeTelegram(LoopbackFake):
     """A fake api.telegram.org for one bot token. All state is guarded by one lock."""
+
+    handler = _Handler
 
     def __init__(self, token: str = "123456:TEST-TOKEN",
                  bot_username: str = "planets_petition_bot",
@@ -274,8 +191,6 @@ class FakeTelegram:
         head = token.split(":", 1)[0]
         self.bot_id = int(head) if head.isdigit() else 123456
         self._cond = threading.Condition(threading.RLock())  # the one lock around all state
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._stopping = False
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1)
@@ -319,45 +234,15 @@ class FakeTelegram:
             self._failures: dict[str, list[Any]] = {}
             self._cond.notify_all()
 
-    # -- lifecycle --------------------------------------------------------------------------
+    # -- lifecycle (start, stop, with, port: LoopbackFake) ------------------------------------
 
-    def start(self) -> FakeTelegram:
-        if self._server is not None:
-            raise RuntimeError("FakeTelegram is already running")
+    def opening(self) -> None:
         self._stopping = False
-        self._server = _Server(self, self.requested_port)
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05},
-                                        name="fake-telegram", daemon=True)
-        self._thread.start()
-        return self
 
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
+    def closing(self) -> None:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()  # wake long polls: they answer with no updates
-        server.shutdown()
-        server.close_connections(timeout=5)
-        server.server_close()
-        if thread is not None:
-            thread.join(5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> FakeTelegram:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("FakeTelegram is not running")
-        return int(self._server.server_address[1])
 
     @property
     def base_url(self) -> str:

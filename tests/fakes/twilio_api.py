@@ -37,23 +37,21 @@ status-callback test posts them itself, signed).
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
 import email.utils
 import json
 import secrets
-import socket
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+
+from tests.fakes.loopback import Handler, LoopbackFake, LoopbackServer
 
 JSON = dict[str, Any]
 
@@ -121,83 +119,32 @@ class TwilioError(Exception):
 # HTTP plumbing
 # ---------------------------------------------------------------------------------------------
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, like api.twilio.com; requests pools connections
-    server: _Server
-    # Small replies on a kept-alive connection would otherwise wait on Nagle's algorithm
-    # and the client's delayed ACK (about 40 ms each).
-    disable_nagle_algorithm = True
+class _Handler(Handler):
+    server: LoopbackServer
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def _serve(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        url = urlsplit(self.path)
+    def serve(self, method: str) -> None:
         status, payload = self.server.fake.handle_request(
-            method, url.path, self.headers.get("Content-Type", ""),
-            self.headers.get("Authorization", ""), body)
-        data = json.dumps(payload).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Twilio-Request-Id", "RQ" + secrets.token_hex(16))
-        self.end_headers()
-        self.wfile.write(data)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, fake: FakeTwilio) -> None:
-        self.fake = fake
-        self._conn_lock = threading.Lock()
-        self._connections: set[socket.socket] = set()
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._conn_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._conn_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], OSError):
-            return  # the client hung up (e.g. it timed out a hung request)
-        super().handle_error(request, client_address)
-
-    def close_connections(self) -> None:
-        with self._conn_lock:
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
+            method, urlsplit(self.path).path, self.headers.get("Content-Type", ""),
+            self.headers.get("Authorization", ""), self.body())
+        self.reply(status, payload, {"Content-Type": "application/json; charset=utf-8",
+                                     "Twilio-Request-Id": "RQ" + secrets.token_hex(16)})
 
 
 # ---------------------------------------------------------------------------------------------
 # The fake
 # ---------------------------------------------------------------------------------------------
 
-class FakeTwilio:
+class FakeTwilio(LoopbackFake):
     """A fake api.twilio.com Messages resource for one account. All state under one lock."""
 
-    def __init__(self, account_sid: str = ACCOUNT_SID, auth_token: str = AUTH_TOKEN) -> None:
+    handler = _Handler
+
+    def __init__(self, account_sid: str = ACCOUNT_SID, auth_token: str = AUTH_TOKEN, *,
+                 port: int = 0) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token
+        self.requested_port = port
         self._cond = threading.Condition(threading.RLock())
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._released = threading.Event()  # set on stop: hung requests answer at once
         self._clear()
 
@@ -209,43 +156,13 @@ class FakeTwilio:
             self._hangs: dict[str, list[float]] = {}
             self._cond.notify_all()
 
-    # -- lifecycle --------------------------------------------------------------------------
+    # -- lifecycle (start, stop, with, port: LoopbackFake) ------------------------------------
 
-    def start(self) -> FakeTwilio:
-        if self._server is not None:
-            raise RuntimeError("FakeTwilio is already running")
+    def opening(self) -> None:
         self._released.clear()
-        self._server = _Server(self)
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05},
-                                        name="fake-twilio", daemon=True)
-        self._thread.start()
-        return self
 
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
+    def closing(self) -> None:
         self._released.set()
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        if thread is not None:
-            thread.join(5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> FakeTwilio:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("FakeTwilio is not running")
-        return int(self._server.server_address[1])
 
     @property
     def base_url(self) -> str:
@@ -459,3 +376,7 @@ def fake_twilio() -> Iterator[FakeTwilio]:
     """A running FakeTwilio; import it into a conftest or test module to use it."""
     with FakeTwilio() as fake:
         yield fake
+
+
+if __name__ == "__main__":  # python -m tests.fakes.twilio_api PORT (bench/broadcast.py)
+    FakeTwilio(port=int(sys.argv[1])).serve_until_stopped()

@@ -32,10 +32,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-import bot.channels.twilio as twilio_channel
+import bot.channels.twilio.outbound as twilio_channel
 import bot.entry.worker as worker_module
-from bot.channels.telegram import TelegramGateway, TelegramSender
-from bot.channels.twilio import TwilioSender
+from bot.channels.telegram.gateway import TelegramGateway
+from bot.channels.telegram.outbound import TelegramSender
+from bot.channels.twilio.outbound import TwilioSender
 from bot.core.conversation import Channel
 from bot.core.gsm import is_gsm7
 from bot.core.outcomes import Sender

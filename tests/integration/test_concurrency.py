@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.core.conversation import Channel, Step
-from bot.shell import service as service_module
-from bot.shell.people import Who
+from bot.shell import unit_of_work
+from bot.shell.people import stored_state
 from bot.shell.service import Received, Service
 from models import (
     ChannelCount,
@@ -60,8 +60,7 @@ def conversations_are_valid(sessions: sessionmaker[Session]) -> list[str]:
     with sessions() as session:
         steps = []
         for conv in session.scalars(select(Conversation)):
-            state = Who(conv.identity_id, None, None, None, None, None, conv.step, conv.data,
-                        conv.version).state
+            state = stored_state(conv.step, conv.data)
             assert state.step == Step(conv.step), conv.data  # read back, no fall back
             steps.append(conv.step)
         return steps
@@ -208,7 +207,7 @@ def test_on_sqlite_a_process_writes_its_messages_on_one_connection(
         Received(Channel.SMS, phone, "Hi", new_sid(), phone=phone)) for phone in people])
 
     assert all(h.replies for h in handled)
-    assert len(service._idle) == 1  # one connection did every write
+    assert len(service.transactions._idle) == 1  # one connection did every write
     assert service.engine.pool.checkedout() == 1  # that one, kept for the next message
     assert count(sessions, Identity) == 12
 
@@ -219,9 +218,9 @@ def test_on_sqlite_a_message_that_waits_too_long_for_its_turn_is_refused_unchang
     rt = app.extensions["petitionbot"]
     if rt.engine.dialect.name != "sqlite":
         pytest.skip("PostgreSQL runs a process's messages side by side")
-    monkeypatch.setattr(service_module, "INBOUND_PATIENCE", 0.2)
+    monkeypatch.setattr(unit_of_work, "INBOUND_PATIENCE", 0.2)
     amira = Texter(app.test_client(), AMIRA)
-    with rt.service._one_at_a_time:  # a message before hers that does not finish
+    with rt.service.transactions._one_at_a_time:  # a message before hers that does not finish
         assert post(app.test_client(), amira.payload("Hi")).status_code == 503
     assert count(sessions, InboundMessage) == 0
     assert count(sessions, Identity) == 0
@@ -241,7 +240,7 @@ def test_on_sqlite_the_turn_and_the_write_lock_share_one_timeout(
         return acquire(self, timeout)
 
     monkeypatch.setattr(WriterLock, "acquire", recording)
-    monkeypatch.setattr(service_module, "INBOUND_PATIENCE", 5.0)
+    monkeypatch.setattr(unit_of_work, "INBOUND_PATIENCE", 5.0)
     service.receive(Received(Channel.SMS, AMIRA, "Hi", new_sid(), phone=AMIRA))
     assert given and all(0 <= t <= 5.0 for t in given)
     with service.sessions.begin() as session:  # any other writer waits the whole time

@@ -22,17 +22,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.core.conversation import Channel
 from bot.infra.config import Abuse
 from bot.infra.settings import Settings
-from bot.shell import service as shell
+from bot.shell import unit_of_work
 from bot.shell.service import Received, Service
 from models import (
     Identity,
     InboundMessage,
-    Petition,
     RateWindow,
     Signature,
     Supporter,
     Voice,
 )
+from models.supporters import petition_id
 from tests.conftest import serving
 from tests.integration.twilio_helpers import Texter, post, replies, signs, step_of
 
@@ -94,8 +94,7 @@ def test_an_approved_voice_with_non_characters_leaves_info_valid_xml(
         client: FlaskClient, sessions: sessionmaker[Session]) -> None:
     """Stored before text was cleaned on arrival: rendering cleans it too."""
     with sessions.begin() as session:
-        petition_id = session.scalar(select(Petition.id).where(Petition.slug == "sirt"))
-        session.add(Voice(petition_id=petition_id, supporter_id=None,
+        session.add(Voice(petition_id=petition_id(session, "sirt"), supporter_id=None,
                           text="Care \uffff for all\ufffe", nation="wales",
                           status="approved", publish_consent=True,
                           created_at=dt.datetime.now(dt.UTC),
@@ -275,7 +274,7 @@ def test_an_erased_supporters_voice_is_gone_from_every_process_at_once(
 # SQLite's write lock held by someone else -------------------------------------------------
 
 def test_inbound_patience_is_inside_twilios_fifteen_seconds() -> None:
-    assert shell.INBOUND_PATIENCE < 15
+    assert unit_of_work.INBOUND_PATIENCE < 15
 
 
 def test_with_the_sqlite_write_lock_held_a_webhook_answers_503_in_its_patience(
@@ -283,7 +282,7 @@ def test_with_the_sqlite_write_lock_held_a_webhook_answers_503_in_its_patience(
         monkeypatch: pytest.MonkeyPatch) -> None:
     if not settings.database_url.startswith("sqlite"):
         pytest.skip("SQLite's own write lock")
-    monkeypatch.setattr(shell, "INBOUND_PATIENCE", 0.3)
+    monkeypatch.setattr(unit_of_work, "INBOUND_PATIENCE", 0.3)
     holder = sqlite3.connect(Path(settings.database_url.removeprefix("sqlite:///")),
                              isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # e.g. the sqlite3 shell, outside the app's lock

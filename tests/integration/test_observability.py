@@ -26,10 +26,12 @@ from sqlalchemy import text as sql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.channels.telegram import TelegramGateway, TelegramSender
-from bot.channels.twilio import TwilioSender
+from bot.channels.telegram.gateway import TelegramGateway
+from bot.channels.telegram.outbound import TelegramSender
+from bot.channels.twilio.outbound import TwilioSender
 from bot.entry.worker import BroadcastWorker
 from bot.infra import logs
+from bot.infra.clock import utcnow
 from bot.infra.config import Config
 from bot.infra.metrics import MeteredPacer, MeteredSender
 from bot.infra.pacing import LocalPacer
@@ -108,7 +110,7 @@ def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: s
 
 def broadcast_now(app: Flask, config: Config, sessions: sessionmaker[Session],
                   settings: Settings, telegram: FakeTelegram) -> None:
-    now = broadcast._now()
+    now = utcnow()
     with sessions.begin() as session:
         draft = broadcast.create(session, config, "sirt", ANNOUNCEMENT, "cli:test", Audience(),
                                  now=now)
@@ -232,7 +234,7 @@ def test_a_logged_database_error_holds_neither_the_values_nor_the_row(engine: En
     logger = logging.getLogger("petitionbot.test-database-errors")
     logger.addHandler(logs.make_handler(stream, "json"))
     logger.propagate = False
-    row = {"phone": "+447700900999", "at": broadcast._now()}
+    row = {"phone": "+447700900999", "at": utcnow()}
     insert = sql("INSERT INTO supporters (phone, created_at) VALUES (:phone, :at)")
     nameless = sql("INSERT INTO signatures (petition_id, supporter_id, number, name, nation, "
                    "channel, signed_at) VALUES (1, 1, 1, :name, NULL, 'sms', :at)")

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.core.gsm import is_gsm7
 from bot.infra.config import Abuse, Config
 from bot.infra.settings import Settings
+from bot.shell.unit_of_work import Transactions
 from models import (
     ConsentRecord,
     Conversation,
@@ -485,6 +486,7 @@ def test_while_the_database_is_unreachable_twilio_is_told_to_retry(
     monkeypatch.setattr(runtime, "engine", down)
     monkeypatch.setattr(runtime, "sessions", make_sessions(down))
     monkeypatch.setattr(runtime.service, "sessions", make_sessions(down))
+    monkeypatch.setattr(runtime.service, "transactions", Transactions(down))
     hello = sms_payload(AMIRA, "Hi")
     try:
         response = post(client, hello)

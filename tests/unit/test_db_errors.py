@@ -23,7 +23,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from telegram import Bot, Update
 
-from bot.channels.telegram import handle_polled
+from bot.channels.telegram.inbound import handle_polled
 from bot.infra.db_errors import database_unavailable
 from bot.shell.service import Handled
 

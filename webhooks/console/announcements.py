@@ -17,6 +17,7 @@ from bot.core.gsm import segments, to_gsm7
 from bot.infra.config import Config
 from bot.shell import broadcast
 from models import Announcement, Delivery, Petition
+from models.supporters import petition_id
 from webhooks.console.access import cache_seconds, console, me, now, record, route
 from webhooks.console.forms import ActionForm, ApproveForm, ComposeForm, areas_of
 from webhooks.runtime import runtime
@@ -105,8 +106,7 @@ def preview_json() -> Any:
     errors = {name: list(errs) for name, errs in form.errors.items() if name != "text"}
     rt = runtime()
     with rt.sessions() as session:  # closed, never committed: previewing changes nothing
-        pid = session.scalar(select(Petition.id).where(
-            Petition.slug == rt.config.default_petition))
+        pid = petition_id(session, rt.config.default_petition)
         audience = _audience(form)
         draft = Announcement(
             petition_id=pid, status="draft", text=form.text.data or "",

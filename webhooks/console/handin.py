@@ -18,8 +18,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from bot.shell.dashboard import by_area, by_nation, petition_id, places, totals
+from bot.shell.dashboard import by_area, by_nation, places, totals
 from bot.shell.export import safe_cell, write_signatures
+from models.supporters import petition_id
 from webhooks.console.access import now, record, route
 from webhooks.console.forms import NATIONS
 from webhooks.runtime import runtime

@@ -1,0 +1,29 @@
+"""The mapped classes' tables, typed as Table, for Core statements (insert, update, Prepared)."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from sqlalchemy import Table
+
+from models import broadcast, staff
+from models import supporters as people
+from models.base import Base
+
+
+def _table(model: type[Base]) -> Table:
+    return cast(Table, model.__table__)  # a Table at run time; typed as its base class
+
+
+announcements = _table(broadcast.Announcement)
+deliveries = _table(broadcast.Delivery)
+rate_windows = _table(staff.RateWindow)
+channel_counts = _table(people.ChannelCount)
+consent_records = _table(people.ConsentRecord)
+conversations = _table(people.Conversation)
+identities = _table(people.Identity)
+inbound_messages = _table(people.InboundMessage)
+petitions = _table(people.Petition)
+signatures = _table(people.Signature)
+subscriptions = _table(people.Subscription)
+supporters = _table(people.Supporter)
