@@ -1,4 +1,4 @@
-"""The mapped classes' tables, typed as Table, for Core statements (insert, update, Prepared)."""
+"""The mapped classes' tables, typed as Table, for Core statements (insert, update)."""
 
 from __future__ import annotations
 

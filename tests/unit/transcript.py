@@ -88,19 +88,16 @@ class Database:
     """One migrated SQLite file for the test process, emptied for each new chat."""
 
     def __init__(self) -> None:
-        folder = tempfile.mkdtemp(prefix="petitionbot-transcript-")
-        self.engine: Engine = make_engine(f"sqlite:///{folder}/transcript.db")
+        self.folder = tempfile.mkdtemp(prefix="petitionbot-transcript-")
+        self.engine: Engine = make_engine(f"sqlite:///{self.folder}/transcript.db")
         upgrade(self.engine)
         self.services: list[Service] = []
         self.messages = 0
-        atexit.register(self.engine.dispose)
-        atexit.register(shutil.rmtree, folder, True)
+        atexit.register(self.close)
 
     def fresh(self, config: Config) -> Service:
         """A new process's Service, on an empty database."""
-        for old in self.services:
-            old.transactions.close()
-        self.services.clear()
+        self._forget_services()
         with self.engine.begin() as conn:
             for table in reversed(Base.metadata.sorted_tables):
                 conn.execute(table.delete())
@@ -110,6 +107,16 @@ class Database:
         service.sync_petitions()
         self.services.append(service)
         return service
+
+    def close(self) -> None:
+        self._forget_services()
+        self.engine.dispose()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _forget_services(self) -> None:
+        for old in self.services:
+            old.transactions.close()  # the connections it kept between messages
+        self.services.clear()
 
     def message_id(self) -> str:
         self.messages += 1
