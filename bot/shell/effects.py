@@ -22,6 +22,7 @@ from bot.shell.unit_of_work import UnitOfWork
 from models import Voice
 from models.base import BigId
 from models.sql import insert_ignore_statement
+from models.supporters import petition_id as row_id_of
 from models.tables import (
     channel_counts,
     consent_records,
@@ -59,7 +60,6 @@ NEW_SIGNATURE = insert(signatures).values(
     # Without consent given in this message, the signature cites the latest given.
     consent_id=func.coalesce(bindparam("p_consent", type_=BigId), LATEST_SIGN_CONSENT),
     signed_at=bindparam("p_now"))
-PETITION_ID = select(petitions.c.id).where(petitions.c.slug == bindparam("slug"))
 SIGNED_NATION = select(signatures.c.nation).where(
     signatures.c.petition_id == bindparam("petition"),
     signatures.c.supporter_id == bindparam("supporter"))
@@ -85,12 +85,11 @@ class Applied:
 
 
 class Effects:
-    """Carries out the core's effects for one process (which remembers petitions' ids)."""
+    """Carries out the core's effects."""
 
     def __init__(self, config: Config, counts: Counts) -> None:
         self.config = config
         self.counts = counts
-        self._petition_ids: dict[str, int] = {}
 
     def apply(self, work: UnitOfWork, effects: Iterable[core.Effect], sender: people.Sender,
               channel: Channel, evidence: str, phone: str, now: datetime) -> Applied:
@@ -129,12 +128,11 @@ class Effects:
         return Applied(signed, counted, erased)
 
     def petition_id(self, work: UnitOfWork, slug: str) -> int:
-        """A petition's row id (it never changes, so it is remembered)."""
-        if slug not in self._petition_ids:
-            pid = work.conn.scalar(PETITION_ID, {"slug": slug})
-            assert pid is not None, slug
-            self._petition_ids[slug] = pid
-        return self._petition_ids[slug]
+        """A configured petition's row id (sync_petitions gave each one a row). Not cached:
+        remembering it measured no gain (issue #13's with/without table)."""
+        pid = row_id_of(work.conn, slug)
+        assert pid is not None, slug
+        return pid
 
     def _consent(self, work: UnitOfWork, supporter_id: int | None, petition_id: int | None,
                  purpose: core.Purpose, action: str, version: str, channel: Channel,

@@ -33,6 +33,7 @@ from bot.shell.petitions import Catalogue
 from bot.shell.unit_of_work import Transactions, UnitOfWork
 from models import ChannelCount, Identity, Petition, Voice
 from models.sql import insert_ignore
+from models.supporters import petition_id
 
 log = logging.getLogger("petitionbot.inbound")
 
@@ -131,7 +132,7 @@ class Service:
                 insert_ignore(session, Petition, {"slug": petition.slug, "signature_count": 0,
                                                   "last_number": 0, "created_at": now},
                               ["slug"])
-                pid = session.scalar(select(Petition.id).where(Petition.slug == petition.slug))
+                pid = petition_id(session, petition.slug)
                 for channel in Channel:
                     insert_ignore(session, ChannelCount, {"petition_id": pid,
                                                           "channel": channel.value, "count": 0},

@@ -225,6 +225,16 @@ def hashed(value: str) -> str:
     return hmac.new(secret, value.encode(), hashlib.sha256).hexdigest()[:32]
 
 
+def petition_asked() -> str:
+    """The petition a page was asked for (`?petition=`, else the default); 404 if none."""
+    slug = request.args.get("petition", runtime().config.default_petition)
+    try:
+        runtime().config.petition(slug)
+    except KeyError:
+        abort(404, "No such petition.")
+    return slug
+
+
 def page_number() -> int:
     """The `page` query parameter, 1 to MAX_PAGE (anything else is the first page)."""
     page = request.args.get("page", 1, type=int)

@@ -7,10 +7,17 @@ import dataclasses
 import zoneinfo
 from typing import Any
 
-from flask import abort, render_template, request
+from flask import render_template, request
 
 from bot.shell.dashboard import Figures, figures, totals
-from webhooks.console.access import CACHE_SECONDS, cache_seconds, console, now, route
+from webhooks.console.access import (
+    CACHE_SECONDS,
+    cache_seconds,
+    console,
+    now,
+    petition_asked,
+    route,
+)
 from webhooks.console.charts import bar_chart
 from webhooks.console.forms import NATIONS
 from webhooks.runtime import runtime
@@ -21,11 +28,7 @@ PERIODS = (30, 60, 90, 365)
 @route("/", "viewer")
 def dashboard() -> Any:
     rt = runtime()
-    slug = request.args.get("petition", rt.config.default_petition)
-    try:
-        rt.config.petition(slug)
-    except KeyError:
-        abort(404, "No such petition.")
+    slug = petition_asked()
     days = request.args.get("days", 60, type=int)
     if days not in PERIODS:
         days = 60

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO, cast
 
-from flask import Response, abort, render_template, request, stream_with_context
+from flask import Response, render_template, stream_with_context
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
@@ -21,7 +21,7 @@ from sqlalchemy.pool import NullPool
 from bot.shell.dashboard import by_area, by_nation, places, totals
 from bot.shell.export import safe_cell, write_signatures
 from models.supporters import petition_id
-from webhooks.console.access import now, record, route
+from webhooks.console.access import now, petition_asked, record, route
 from webhooks.console.forms import NATIONS
 from webhooks.runtime import runtime
 
@@ -32,7 +32,7 @@ NATION_NAMES = dict(NATIONS)
 
 @route("/handin", "viewer")
 def handin() -> Any:
-    slug = _slug()
+    slug = petition_asked()
     rt = runtime()
     with rt.sessions() as session:
         top = totals(session, rt.config, slug)
@@ -44,7 +44,7 @@ def handin() -> Any:
 
 @route("/handin/summary.csv", "viewer")
 def summary_csv() -> Any:
-    slug = _slug()
+    slug = petition_asked()
     rt = runtime()
     with rt.sessions() as session:
         top = totals(session, rt.config, slug)
@@ -69,21 +69,11 @@ def summary_csv() -> Any:
 @route("/handin/signatures.csv", "admin")
 def signatures_csv() -> Any:
     """Every signature, streamed as it is read (constant memory at any size)."""
-    slug = _slug()
+    slug = petition_asked()
     with runtime().sessions.begin() as session:
         record(session, "export.signatures", f"petition:{slug}", {"format": "csv"})
     return Response(stream_with_context(_stream(slug)), mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="{slug}-signatures.csv"'})
-
-
-def _slug() -> str:
-    rt = runtime()
-    slug = request.args.get("petition", rt.config.default_petition)
-    try:
-        rt.config.petition(slug)
-    except KeyError:
-        abort(404, "No such petition.")
-    return slug
 
 
 class _Cancelled(Exception):

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 from typing import Any
@@ -15,6 +14,7 @@ from twilio.rest import Client
 
 from bot.core.conversation import Channel
 from bot.core.outcomes import Job, Result, SendResult
+from bot.infra.clock import utcnow
 from bot.infra.settings import Settings
 from bot.shell.broadcast import WHATSAPP_WINDOW
 
@@ -48,7 +48,7 @@ class TwilioSender:
         else:
             self.sender["from_"] = settings.twilio_sms_from
         self.status_callback = settings.public_base_url + "/twilio/status"
-        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self.clock = clock or utcnow
 
     def send(self, job: Job) -> SendResult:
         params: dict[str, Any] = {**self.sender,
