@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    bindparam,
     select,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -33,9 +34,12 @@ class Petition(Base):
     created_at: Mapped[timestamp]
 
 
+PETITION_ID = select(Petition.id).where(Petition.slug == bindparam("slug"))
+
+
 def petition_id(session: Session | Connection, slug: str) -> int | None:
     """A petition's row id, from its slug (None before the petition has a row)."""
-    return session.scalar(select(Petition.id).where(Petition.slug == slug))
+    return session.scalar(PETITION_ID, {"slug": slug})
 
 
 class ChannelCount(Base):

@@ -22,7 +22,7 @@ from bot.shell.unit_of_work import UnitOfWork
 from models import Voice
 from models.base import BigId
 from models.sql import insert_ignore_statement
-from models.supporters import petition_id as row_id_of
+from models.supporters import PETITION_ID
 from models.tables import (
     channel_counts,
     consent_records,
@@ -111,7 +111,7 @@ class Effects:
                     self._save_voice(work, sender.supporter_id, slug, text, publish, flagged,
                                      consent_ids.get(("publish_voice", slug)), now)
                 case core.Subscribe(slug):
-                    work.conn.execute(_new_subscription(work), {
+                    work.run(_new_subscription(work), {
                         "p_identity_id": sender.identity_id,
                         "p_petition_id": self.petition_id(work, slug),
                         "p_consent_id": consent_ids.get(("updates", slug)),
@@ -130,15 +130,15 @@ class Effects:
     def petition_id(self, work: UnitOfWork, slug: str) -> int:
         """A configured petition's row id (sync_petitions gave each one a row). Not cached:
         remembering it measured no gain (issue #13's with/without table)."""
-        pid = row_id_of(work.conn, slug)
+        pid = work.scalar(PETITION_ID, {"slug": slug})
         assert pid is not None, slug
-        return pid
+        return int(pid)
 
     def _consent(self, work: UnitOfWork, supporter_id: int | None, petition_id: int | None,
                  purpose: core.Purpose, action: str, version: str, channel: Channel,
                  evidence: str, now: datetime) -> int:
         assert supporter_id is not None
-        record_id: int = work.conn.scalar(NEW_CONSENT, {
+        record_id: int = work.scalar(NEW_CONSENT, {
             "p_supporter_id": supporter_id, "p_petition_id": petition_id,
             "p_purpose": purpose.value, "p_action": action, "p_text_version": version,
             "p_channel": channel.value, "p_evidence": evidence[:80], "p_created_at": now})
@@ -156,9 +156,9 @@ class Effects:
             here = self.counts.here(work.conn).get(sign.petition, 0)
             return Signed(existing.number, here + external), None
         petition_id = self.petition_id(work, sign.petition)
-        number, here = work.conn.execute(COUNT_SIGNATURE, {"p_petition": petition_id}).one()
-        work.conn.execute(COUNT_CHANNEL, {"p_petition": petition_id, "p_channel": channel.value})
-        work.conn.execute(NEW_SIGNATURE, {
+        number, here = work.rows(COUNT_SIGNATURE, {"p_petition": petition_id})[0]
+        work.run(COUNT_CHANNEL, {"p_petition": petition_id, "p_channel": channel.value})
+        work.run(NEW_SIGNATURE, {
             "p_petition": petition_id, "p_supporter": sender.supporter_id, "p_number": number,
             "p_name": sign.name, "p_postcode": sign.postcode or None,
             "p_postcode_area": postcode_area(sign.postcode) if sign.postcode else None,

@@ -223,8 +223,8 @@ def find(work: UnitOfWork, channel: Channel, address: str, phone: str = "",
     sender = person = replay = None
     signed: list[SignatureView] = []
     subscribed: set[str] = set()
-    for row in work.conn.execute(FIND, {"channel": channel.value, "address": address,
-                                        "phone": phone, "provider_id": provider_id}).all():
+    for row in work.rows(FIND, {"channel": channel.value, "address": address,
+                                "phone": phone, "provider_id": provider_id}):
         match row.kind:
             case "sender":
                 sender = person = row
@@ -249,7 +249,7 @@ def load(work: UnitOfWork, channel: Channel, address: str, phone: str, provider_
     if they are new; or, for a message already handled, its replay (which touches
     nothing: enrolling its sender could bring back a person its first copy erased)."""
     keys = {"channel": channel.value, "address": address, "phone": phone}
-    locked = work.conn.scalar(LOCK_PERSON, keys) if work.lock_rows else None
+    locked = work.scalar(LOCK_PERSON, keys) if work.lock_rows else None
     found = find(work, channel, address, phone, provider_id)
     if found.replay is not None:
         return found.replay
@@ -290,7 +290,7 @@ def _enrol(work: UnitOfWork, channel: Channel, address: str, phone: str, found: 
     supporter_id = found.supporter_id
     if supporter_id is None:
         supporter_id = _new_supporter(work, phone, now)
-    identity_id = work.conn.scalar(_new_identity(work), {
+    identity_id = work.scalar(_new_identity(work), {
         "p_supporter_id": supporter_id, "p_channel": channel.value, "p_address": address,
         "p_created_at": now, "p_last_inbound_at": now})  # created by their message
     if identity_id is None:
@@ -311,10 +311,10 @@ NEW_PHONELESS_SUPPORTER = (insert(supporters).values(created_at=bindparam("p_cre
 def _new_supporter(work: UnitOfWork, phone: str, now: datetime) -> int:
     """A new person; with `phone`, unless someone enrolled them meanwhile."""
     if not phone:
-        return int(work.conn.scalar(NEW_PHONELESS_SUPPORTER, {"p_created_at": now}))
+        return int(work.scalar(NEW_PHONELESS_SUPPORTER, {"p_created_at": now}))
     statement = insert_ignore_statement(work.conn.dialect.name, supporters,
                                         ("phone", "created_at"), ("phone",), supporters.c.id)
-    supporter_id = work.conn.scalar(statement, {"p_phone": phone, "p_created_at": now})
+    supporter_id = work.scalar(statement, {"p_phone": phone, "p_created_at": now})
     if supporter_id is None:
         raise ConcurrentUpdate("someone with this phone number was enrolled meanwhile")
     return int(supporter_id)
@@ -330,8 +330,7 @@ def _new_identity(work: UnitOfWork) -> Any:
 def adopt(work: UnitOfWork, sender: Sender, phone: str, now: datetime) -> None:
     """Give an identity without a person one: whoever has `phone`, or someone new."""
     supporter_id = supporter_for(work.conn, phone, now)
-    if work.conn.execute(ADOPT, {"p_id": sender.identity_id,
-                                 "p_supporter": supporter_id}).rowcount != 1:
+    if work.run(ADOPT, {"p_id": sender.identity_id, "p_supporter": supporter_id}) != 1:
         raise ConcurrentUpdate(f"identity {sender.identity_id} was given a person meanwhile")
     sender.supporter_id = sender.written["supporter_id"] = supporter_id
 
@@ -390,7 +389,7 @@ def save(work: UnitOfWork, sender: Sender, state: State | None, now: datetime) -
     changed = {name: getattr(sender, name) for name in WATCHED
                if getattr(sender, name) != sender.written[name]}
     if changed:
-        work.conn.execute(_identity_update(tuple(changed)), {
+        work.run(_identity_update(tuple(changed)), {
             "p_id": sender.identity_id, **{f"p_{k}": v for k, v in changed.items()}})
         sender.written.update(changed)
     if state is not None:
@@ -410,9 +409,9 @@ def _save_conversation(work: UnitOfWork, sender: Sender, state: State, now: date
               "p_now": now}
     stored = sender.conversation
     if stored is None:
-        work.conn.execute(NEW_CONVERSATION, params)
-    elif (stored.step != state.step.value or stored.data != data) and work.conn.execute(
-            SAVE_CONVERSATION, {**params, "p_version": stored.version}).rowcount != 1:
+        work.run(NEW_CONVERSATION, params)
+    elif (stored.step != state.step.value or stored.data != data) and work.run(
+            SAVE_CONVERSATION, {**params, "p_version": stored.version}) != 1:
         raise ConcurrentUpdate(f"conversation {sender.identity_id} changed meanwhile")
 
 
@@ -428,7 +427,7 @@ def record(work: UnitOfWork, channel: Channel, provider_id: str, identity_id: in
     """The message's inbound row: at most one per provider id (a copy that raced this one
     fails here and runs again, as a replay). It keeps the answer, for a provider's retry;
     the message that erased its sender keeps neither their words nor a link to them."""
-    work.conn.execute(NEW_INBOUND, {
+    work.run(NEW_INBOUND, {
         "p_channel": channel.value, "p_provider_id": provider_id, "p_identity": identity_id,
         "p_body": body, "p_received_at": now,
         "p_replies": [{"text": m.text, "options": list(m.options)} for m in replies]})
@@ -475,8 +474,8 @@ def save_budget(work: UnitOfWork, sender: Sender, times: list[float],
     """The person's reply budget after this message (their supporter row is held)."""
     if sender.supporter_id is not None and (times != sender.reply_times
                                             or noticed != sender.over_budget_at):
-        work.conn.execute(SAVE_BUDGET, {"p_id": sender.supporter_id, "p_times": times,
-                                        "p_noticed": noticed})
+        work.run(SAVE_BUDGET, {"p_id": sender.supporter_id, "p_times": times,
+                               "p_noticed": noticed})
         sender.reply_times, sender.over_budget_at = times, noticed
 
 

@@ -13,13 +13,15 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, Executable
 from sqlalchemy.exc import OperationalError
 
 from models.db import transaction
+from models.statements import Statements
 
 # How long a message waits for its turn and SQLite's write lock before its webhook answers
 # 503 (the provider retries): inside Twilio's 15 s timeout, so the answer is still heard.
@@ -35,6 +37,20 @@ class UnitOfWork:
     conn: Connection
     lock_rows: bool  # PostgreSQL: lock a person's rows before reading them (SQLite's
                      # write lock already serialises every writer)
+    statements: Statements  # the inbound path's statements, run without Connection.execute's
+                            # bookkeeping (models/statements.py); anything else: conn.execute
+
+    def rows(self, statement: Executable, params: Mapping[str, Any]) -> list[Any]:
+        """The statement's rows (named tuples)."""
+        return self.statements.rows(self.conn, statement, params)
+
+    def scalar(self, statement: Executable, params: Mapping[str, Any]) -> Any:
+        """The first column of its first row, or None."""
+        return self.statements.scalar(self.conn, statement, params)
+
+    def run(self, statement: Executable, params: Mapping[str, Any]) -> int:
+        """Run it (no RETURNING): how many rows it changed."""
+        return self.statements.run(self.conn, statement, params)
 
 
 class Transactions:
@@ -48,6 +64,7 @@ class Transactions:
         sqlite = engine.dialect.name == "sqlite"
         self._one_at_a_time = threading.Lock() if sqlite else None
         self._idle: list[tuple[Connection, float]] = []
+        self.statements = Statements()
 
     @contextlib.contextmanager
     def begin(self) -> Iterator[UnitOfWork]:
@@ -58,7 +75,7 @@ class Transactions:
             sqlite = self._one_at_a_time is not None
             try:
                 with transaction(conn, lock_deadline=deadline if sqlite else None):
-                    yield UnitOfWork(conn, lock_rows=not sqlite)
+                    yield UnitOfWork(conn, lock_rows=not sqlite, statements=self.statements)
             except Exception as error:
                 if getattr(error, "connection_invalidated", False):
                     self.close()  # the database went away: the kept ones are stale too
