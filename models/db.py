@@ -7,6 +7,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -97,7 +98,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.database in (None, "", ":memory:"):
         raise ValueError("use a file for SQLite: several threads and processes share it")
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
-    writer = WriterLock(parsed.database)
+    writer = _WRITERS[engine] = WriterLock(parsed.database)
     event.listen(engine, "connect", _sqlite_connect)
     # Each transaction's BEGIN IMMEDIATE comes just before its first statement, from the
     # dialect's execute hooks rather than a "begin" listener on the engine: any engine
@@ -125,6 +126,17 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.close()
+
+
+# Each SQLite engine's WriterLock, for begin_sqlite().
+_WRITERS: weakref.WeakKeyDictionary[Engine, WriterLock] = weakref.WeakKeyDictionary()
+
+
+def begin_sqlite(connection: Connection) -> None:
+    """Begin the transaction of `connection` (inside connection.begin()) now, as its first
+    statement through Connection.execute would: for a statement run on the driver's own
+    cursor (models/statements.py), which no execute hook sees."""
+    _sqlite_begin(connection, _WRITERS[connection.engine])
 
 
 def _sqlite_begin(connection: Connection, writer: WriterLock) -> None:

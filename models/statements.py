@@ -15,10 +15,11 @@ pieces only:
 - a driver error raised as SQLAlchemy's exception (`DBAPIError.instance`), the
   connection invalidated first (`Connection.invalidate`) if the database went away.
 
-What cannot run this way runs through Connection.execute, unchanged: a statement with an
-expanding IN, or a callable parameter; SQLite's first statement of a transaction, which
-begins it (models/db.py takes the write lock there); and statements beyond the first
-STATEMENTS_KEPT met (the inbound path has about twenty).
+On SQLite, the first of them begins the transaction as Connection.execute's first statement
+would (BEGIN IMMEDIATE and the writer lock: models/db.py). What cannot run this way runs
+through Connection.execute, unchanged: a statement with an expanding IN, or a callable
+parameter; one outside a transaction; and statements beyond the first STATEMENTS_KEPT met
+(the inbound path has about twenty).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from sqlalchemy import Connection, Executable
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
+
+from models.db import begin_sqlite
 
 Processor = Callable[[Any], Any]
 STATEMENTS_KEPT = 256
@@ -112,13 +115,15 @@ class Statements:
         return self._run(conn, plan, params, fetch=False)[1]
 
     def _plan(self, conn: Connection, statement: Executable) -> Plan | None:
+        if not conn.in_transaction():
+            return None  # (Connection.execute begins one)
         if conn.dialect.name == "sqlite":
             try:
                 began = conn.connection.driver_connection.in_transaction  # type: ignore[union-attr]
             except conn.dialect.loaded_dbapi.Error:
                 return None  # (closed: Connection.execute meets it, and says so its way)
-            if not began:
-                return None  # Connection.execute begins SQLite's transaction (models/db.py)
+            if not began:  # BEGIN IMMEDIATE and the writer lock, as Connection.execute's
+                begin_sqlite(conn)  # first statement would have them (models/db.py)
         kept = self._plans.get(id(statement))
         if kept is not None and kept[0] is statement:
             return kept[1]

@@ -68,6 +68,9 @@ def test_rows_and_counts_are_those_connection_execute_gives(
 def test_its_statements_are_in_the_message_transaction(transactions: Transactions) -> None:
     with pytest.raises(RuntimeError), transactions.begin() as work:
         work.rows(NEW_SUPPORTER, {"p_phone": "+447700900003", "p_now": WHEN})
+        if work.conn.dialect.name == "sqlite":  # begun by it: BEGIN IMMEDIATE, writer lock
+            assert work.conn.connection.driver_connection.in_transaction  # type: ignore[union-attr]
+            assert work.conn.info.get("writer") is not None
         raise RuntimeError("the message failed after its first write")
     with transactions.begin() as work:
         assert work.rows(select(supporters.c.id), {}) == []
