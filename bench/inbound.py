@@ -3,17 +3,20 @@
     .venv/bin/python bench/inbound.py            # about 6 minutes a database
     .venv/bin/python bench/inbound.py --quick    # about 2 minutes a database
     .venv/bin/python bench/inbound.py --quick --code /tmp/before   # another checkout
+    .venv/bin/python bench/inbound.py --quick --against /tmp/before  # this one vs that one
 
 For each database it migrates a fresh one and starts three servers side by side, each
 `gunicorn -c gunicorn.conf.py APP` with the product's worker settings: the product,
 `webhooks:create_app()` run from the checkout --code (default this one: its code,
 gunicorn.conf.py, config.toml and migrations; nothing else of it is imported, so an older
-checkout is measured the same way), and two baselines from this checkout, the same
-whatever --code says: bench/bare_app.py (fixed TwiML, no database: the server alone) and
-bench/floor_app.py (a minimal signing path). Supporters each send the 7 messages of a
-signing ("Hi", "SIGN", "YES", name, postcode, "YES", "NO"), waiting for each reply, each
-request signed as Twilio signs it and built before the clock starts; the load generator
-(aiohttp, keep-alive) shares the machine.
+checkout is measured the same way; with --against DIR, a fourth server runs DIR's product
+on its own database in the same rounds, and the report gives product/earlier by round),
+and two baselines from this checkout, the same whatever --code says: bench/bare_app.py
+(fixed TwiML, no database: the server alone) and bench/floor_app.py (a minimal signing
+path). Supporters each send the 7 messages of a signing ("Hi", "SIGN", "YES", name,
+postcode, "YES", "NO"), waiting for each reply, each request signed as Twilio signs it and
+built before the clock starts; the load generator (aiohttp, keep-alive) shares the
+machine.
 1. saturation: 32 supporters at once (closed loop) after a warm-up, the three apps in
    turns for 3 rounds: the machine's speed drifts, so each round compares runs seconds
    apart and the report gives the median of the rounds' ratios;
@@ -44,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import ROOT, Result, Server, free_port, fresh_database, options, run
+from sqlalchemy.engine import make_url
 
 APPS = {"product": "webhooks:create_app()", "bare": "bench.bare_app:create_app()",
         "floor": "bench.floor_app:create_app()"}
@@ -266,12 +270,26 @@ def check_database(url: str) -> dict[str, int]:
     return found
 
 
-def run_database(kind: str, plan: Plan, code: Path, pg_url: str, workdir: Path) -> Result:
+def run_database(kind: str, plan: Plan, code: Path, pg_url: str, workdir: Path,
+                 against: Path | None = None) -> Result:
     from floor_app import prepare
 
     print(f"{kind}:", flush=True)
     url = fresh_database(kind, workdir, pg_url, code)
     prepare(url)
+    apps = dict(APPS)
+    checkouts = {"product": code}
+    databases = {app: url for app in apps}
+    if against is not None:  # the earlier product, on a database of its own
+        apps = {"product": APPS["product"], "earlier": APPS["product"],
+                "bare": APPS["bare"], "floor": APPS["floor"]}
+        (workdir / "earlier").mkdir(exist_ok=True)
+        earlier_pg = make_url(pg_url)
+        earlier_pg = earlier_pg.set(database=f"{earlier_pg.database}_earlier")
+        databases["earlier"] = fresh_database(
+            kind, workdir / "earlier", earlier_pg.render_as_string(hide_password=False),
+            against)
+        checkouts["earlier"] = against
     env = {k: v for k, v in os.environ.items() if not k.startswith(
         ("TWILIO_", "TELEGRAM_", "REDIS_", "WEB_", "PETITIONBOT_", "PROMETHEUS_"))}
     env.update(DATABASE_URL=url, PUBLIC_BASE_URL=PUBLIC_BASE_URL, HOST="127.0.0.1",
@@ -279,14 +297,15 @@ def run_database(kind: str, plan: Plan, code: Path, pg_url: str, workdir: Path) 
                TWILIO_AUTH_TOKEN=AUTH_TOKEN, SECRET_KEY="bench-secret-key",
                XDG_RUNTIME_DIR=str(workdir), PYTHONUNBUFFERED="1", PYTHONPATH=str(code))
     env.update(worker_settings(code, env))
-    ports = {app: free_port() for app in APPS}
+    ports = {app: free_port() for app in apps}
     with contextlib.ExitStack() as stack:
         servers = {}
-        for app, target in APPS.items():
-            here = code if app == "product" else ROOT
+        for app, target in apps.items():
+            here = checkouts.get(app, ROOT)
             servers[app] = stack.enter_context(Server(
                 [*GUNICORN, target], workdir / f"{kind}-{app}.log", here,
-                {**env, "PORT": str(ports[app]), "PYTHONPATH": str(here)}))
+                {**env, "PORT": str(ports[app]), "PYTHONPATH": str(here),
+                 "DATABASE_URL": databases[app]}))
         for app, server in servers.items():
             server.wait(f"http://127.0.0.1:{ports[app]}/healthz")
         phases = asyncio.run(load({app: f"http://127.0.0.1:{port}{PATH}"
@@ -309,6 +328,10 @@ def summary(kind: str, plan: Plan, env: dict[str, str], phases: dict[str, list[P
         return statistics.median(rates[app])
 
     ratio = times("product", "bare")
+    if "earlier" in rates:
+        result.add("product / earlier product, same rounds (median)",
+                   f"{times('product', 'earlier'):.2f}",
+                   f"earlier {rate('earlier'):.0f} = {times('earlier', 'bare'):.2f} x bare")
     result.add(f"saturation, msgs/s (median of {plan.rounds} rounds)",
                f"{rate('product'):.0f} = {ratio:.2f} x bare, "
                f"{times('product', 'floor'):.2f} x floor",
@@ -335,7 +358,7 @@ def summary(kind: str, plan: Plan, env: dict[str, str], phases: dict[str, list[P
                                                                                     "floor")),
                "equal; none", db["inbound rows"] == answers and not any(
                    every[a][1] + every[a][3] + errors[a] for a in phases))
-    result.notes.append("saturation by round, product / bare / floor msgs/s: " + "; ".join(
+    result.notes.append(f"saturation by round, {' / '.join(rates)} msgs/s: " + "; ".join(
         "/".join(f"{r:.0f}" for r in by_round) for by_round in zip(*rates.values(), strict=True)))
     result.notes.append(f"gunicorn: {env['WEB_CONCURRENCY']} process(es) x "
                         f"{env['WEB_THREADS']} threads each; {plan.concurrency} supporters at "
@@ -353,14 +376,18 @@ def main() -> int:
     parser = options(__doc__ or "", "bench")
     parser.add_argument("--code", type=Path, default=ROOT,
                         help="the checkout whose product is measured (default this one)")
+    parser.add_argument("--against", type=Path, default=None,
+                        help="an earlier checkout, measured in the same rounds")
     args = parser.parse_args()
     code = args.code.resolve()
+    against = args.against.resolve() if args.against else None
     plan = QUICK if args.quick else FULL
     version = subprocess.run(["git", "-C", str(code), "describe", "--always", "--dirty"],
                              capture_output=True, text=True).stdout.strip() or "?"
     results = run(args, "inbound", lambda kind, tmp: run_database(kind, plan, code,
-                                                                  args.pg_url, tmp),
-                  f"; product: {code} at {version}; baselines: {ROOT}")
+                                                                  args.pg_url, tmp, against),
+                  f"; product: {code} at {version}; baselines: {ROOT}"
+                  + (f"; earlier: {against}" if against else ""))
     return 0 if all(row[3].endswith("PASS") for r in results for row in r.rows[-2:]) else 1
 
 
