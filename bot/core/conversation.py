@@ -3,12 +3,17 @@
 Rules:
 1. Pure. No I/O, no clock, no database, no provider library: the shell passes in what it
    has loaded (the supporter's facts, the petitions) and carries out the effects.
-2. Global keywords first (STOP, START, HELP, STATUS, DELETE, RESTART), then the step's
-   own answer from the STEPS table: each step's choices, in the order they are offered
-   (and numbered, on SMS and WhatsApp), the step each leads to, and what any other
-   message gets.
+2. Global keywords first (STOP, START, HELP, STATUS, DELETE, RESTART, PERSON), then the
+   step's own answer from the STEPS table: each step's choices, in the order they are
+   offered (and numbered, on SMS and WhatsApp), the step each leads to, what any other
+   message gets, and the step's question, asked again when the supporter is back at it.
+   A number means what the supporter last saw next to it (`State.options`), and a word
+   keeps its number from step to step where it can (MORE is 2, INFO 3, HELP 4).
 3. Input a step cannot use gets a re-prompt and the state unchanged; nothing personal is
    asked before the consent step's YES, and `Sign` only comes out of the review step.
+   Words meant for a person (a question, a story, thanks: anything after signing that is
+   no keyword) are kept for the staff inbox (`ForAPerson`), the state unchanged; words
+   that suggest distress get the signposting reply at once, at any step, flagged.
 4. A supporter who said STOP gets one acknowledgement, then silence until START.
 5. Replies come out final: the thanks for signing need the supporter's number, so the
    review's YES first asks the shell to sign (`Sign`, no reply) and, asked again with
@@ -24,6 +29,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
+from bot.core.gsm import segments, to_gsm7
 from bot.core.inputs import (
     MAX_COUNTRY,
     MAX_NAME,
@@ -34,13 +40,17 @@ from bot.core.inputs import (
     STOP_WORDS,
     YES_WORDS,
     clean,
+    for_a_person,
+    storable,
     suggests_distress,
     valid_country,
     valid_name,
     valid_voice,
+    wants,
 )
+from bot.core.pages import paginate
 from bot.core.postcodes import Nation, nation_of, normalise_postcode
-from bot.core.texts import Phrase
+from bot.core.texts import DEFAULTS, Phrase, choices_line, lines
 
 
 class Channel(StrEnum):
@@ -62,6 +72,7 @@ class Step(StrEnum):
     DELETING = "deleting"
     VOICE = "voice"
     VOICE_CONSENT = "voice_consent"
+    PERSON = "person"  # writing to someone at the charity; then back to `resume`
 
 
 class Purpose(StrEnum):
@@ -70,6 +81,12 @@ class Purpose(StrEnum):
     PUBLISH_VOICE = "publish_voice"
 
 
+SMS_SEGMENTS = 3  # an SMS reply fits in this many segments
+SMS_PART = 153  # GSM-7 characters in each segment of a long SMS
+LONG_PAGE = 1000  # WhatsApp and Telegram: a page of the issue is at most one screen
+STATUS_VOICE = 80  # SMS: characters of a voice quoted in STATUS
+FIRST_FOR_A_PERSON = 5  # words: a first message this long that reads as a message is kept
+MAX_KEPT = 4096  # characters of a message kept for a person (a Telegram message's longest)
 UK_NAMES = frozenset({"UK", "U K", "GB", "UNITED KINGDOM", "GREAT BRITAIN", "BRITAIN", "ENGLAND",
                       "SCOTLAND", "WALES", "NORTHERN IRELAND"})
 PAYLOAD = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -106,7 +123,7 @@ class PetitionView:
     code: str
     title: str
     summary: str
-    pages: tuple[str, ...]
+    issue: str  # the whole text, paged for each channel by issue_pages()
     decision_makers: str
     organiser: str
     created: date
@@ -132,12 +149,23 @@ class SignatureView:
 
 
 @dataclass(frozen=True)
+class VoiceView:
+    """A "why I signed" the person left: `status` is pending, approved or rejected."""
+
+    petition: str
+    text: str
+    status: str
+    publish: bool = False  # they agreed to its publication
+
+
+@dataclass(frozen=True)
 class SupporterView:
     """Facts about the person, loaded by the shell for every message."""
 
     opted_out: bool = False
     signatures: tuple[SignatureView, ...] = ()
     subscribed: frozenset[str] = frozenset()  # petitions with updates on this channel
+    voices: tuple[VoiceView, ...] = ()  # shown under STATUS
 
     def signature(self, slug: str) -> SignatureView | None:
         return next((s for s in self.signatures if s.petition == slug), None)
@@ -161,6 +189,9 @@ class Context:
     distress_words: tuple[str, ...] = ()  # a voice with one of these gets signposting
     telegram_username: str = ""  # the bot's, once known: signers get their own share link
     signed: Signed | None = None  # the signature this message made, once the shell made it
+    inbox_told: bool = False  # their open inbox conversation already said who reads it
+    inbox_answer: str = ""  # when to expect an answer, e.g. "within 2 working days" (GSM-7)
+    inbox_messages: int = 0  # messages they have sent to the team (for STATUS)
 
 
 @dataclass(frozen=True)
@@ -204,6 +235,13 @@ class SaveVoice:
 
 
 @dataclass(frozen=True)
+class ForAPerson:
+    """The supporter's words, kept for a person to read (the staff inbox)."""
+    text: str
+    flagged: bool  # words that suggest distress
+
+
+@dataclass(frozen=True)
 class OptOut:
     """Stop every message on this channel; withdraws updates consent here."""
 
@@ -218,7 +256,7 @@ class Erase:
     """Erase the supporter's personal data and withdraw every signature."""
 
 
-Effect = GrantConsent | Sign | Subscribe | SaveVoice | OptOut | OptIn | Erase
+Effect = GrantConsent | Sign | Subscribe | SaveVoice | ForAPerson | OptOut | OptIn | Erase
 
 
 @dataclass(frozen=True)
@@ -266,10 +304,13 @@ class Choice:
 
 @dataclass(frozen=True)
 class Rule:
-    """A step's choices, in the order they are offered, and what any other message gets."""
+    """A step's choices, in the order they are offered, what any other message gets, and
+    the step's question, asked again when the supporter is back at the step (after DELETE
+    then NO, or a message for a person); None where the choices say it all."""
 
     choices: tuple[Choice, ...]
     otherwise: Callable[[_Turn], Outcome]
+    question: Callable[[_Turn, State], Phrase] | None = None
 
 
 def handle(state: State, inbound: Inbound, ctx: Context, now: datetime) -> Outcome:
@@ -291,7 +332,11 @@ def handle(state: State, inbound: Inbound, ctx: Context, now: datetime) -> Outco
     if inbound.contact == "own":
         greeting = _greet(replace(turn, ctx=replace(ctx, offer_phone_link=False)))
         return replace(greeting, replies=(Reply(Phrase("phone_linked")), *greeting.replies))
+    if suggests_distress(text, ctx.distress_words):
+        return _signpost(turn)  # whatever the step: help first, and a person reads it
     words = text.split()
+    if state.step in FREE_TEXT and len(words) > 1:
+        return _answer(turn)  # a sentence that begins with a keyword ("Help my mum ...")
     global_handler = GLOBALS.get(turn.keyword)
     if global_handler and not (turn.keyword == "START" and len(words) > 1):
         return global_handler(turn)
@@ -306,6 +351,9 @@ def handle(state: State, inbound: Inbound, ctx: Context, now: datetime) -> Outco
 def _answer(t: _Turn) -> Outcome:
     """The step's own answer, from STEPS: the choice named, or the step's `otherwise`."""
     step = t.state.step
+    if step == Step.NEW and t.keyword in FIRST_WORDS:  # "Text SIGN to ...": do it at once
+        t = replace(t, state=replace(t.state, step=Step.MENU, petition=t.petition.slug))
+        step = Step.MENU
     if step == Step.MENU and t.signature:  # signed meanwhile, on another channel
         step = Step.SIGNED
     elif step == Step.SIGNED and t.signature is None:  # withdrawn meanwhile (a DELETE)
@@ -365,40 +413,64 @@ def unanswered(outcome: Outcome) -> Outcome:
 
 def binding_over_budget(before: State, outcome: Outcome) -> bool:
     """Whether `outcome` must take effect even for a person over their reply budget (who
-    is then answered no more): STOP, START, and DELETE with its confirmation. Everything
-    else is left as it was, so nothing happens that the person is not told about."""
-    return any(isinstance(e, OptOut | OptIn | Erase) for e in outcome.effects) or (
-        Step.DELETING in (before.step, outcome.state.step))
+    is then answered no more): STOP, START, and DELETE with its confirmation; and words
+    that suggest distress, which reach a person whatever the budget. Everything else is
+    left as it was, so nothing happens that the person is not told about."""
+    return any(isinstance(e, OptOut | OptIn | Erase) or (isinstance(e, ForAPerson) and e.flagged)
+               for e in outcome.effects) or Step.DELETING in (before.step, outcome.state.step)
 
 
 # Global keywords ---------------------------------------------------------------------
 
 def _help(t: _Turn) -> Outcome:
-    return Outcome(t.state, (Reply(Phrase("help"), t.state.options),))
+    key = "help_signed" if t.signature else "help"
+    return Outcome(t.state, (Reply(Phrase(key), t.state.options),))
 
 
 def _status(t: _Turn) -> Outcome:
-    lines: list[Phrase] = []
+    said: list[Phrase] = []
     for sig in t.ctx.supporter.signatures:
         petition = t.ctx.petitions.get(sig.petition)
-        lines.append(Phrase("status_signature", {
+        said.append(Phrase("status_signature", {
             "title": petition.title if petition else sig.petition, "number": sig.number,
             "date": sig.signed_at.strftime("%-d %b %Y"), "channel": _channel_name(sig.channel),
             "name": sig.name, "place": _place(sig.postcode, sig.country)}))
         subscribed = "yes" if sig.petition in t.ctx.supporter.subscribed else "no"
-        lines.append(Phrase("status_updates", {"updates": subscribed}))
+        said.append(Phrase("status_updates", {"updates": subscribed}))
+    for voice in t.ctx.supporter.voices:
+        text = voice.text
+        if t.inbound.channel == Channel.SMS and len(text) > STATUS_VOICE:  # 3 segments
+            text = text[:STATUS_VOICE - 3].rstrip() + "..."
+        said.append(Phrase("status_voice", {"text": text, "voice_state": Phrase(
+            "voice_pending" if voice.status == "pending" else
+            "voice_published" if voice.status == "approved" and voice.publish else
+            "voice_private")}))
+    if t.ctx.inbox_messages:
+        said.append(Phrase("status_inbox", {"count": t.ctx.inbox_messages}))
     if t.state.name:
-        lines.append(Phrase("status_in_progress", {"name": t.state.name}))
-    if not lines:
+        said.append(Phrase("status_in_progress", {"name": t.state.name}))
+    if not said:
         return Outcome(t.state, (Reply(Phrase("status_nothing"), t.state.options),))
-    return Outcome(t.state, (Reply(Phrase("status", {"details": tuple(lines)}),
+    return Outcome(t.state, (Reply(Phrase("status", {"details": tuple(said)}),
                                    t.state.options),))
 
 
 def _delete(t: _Turn) -> Outcome:
-    resume = t.state.resume if t.state.step == Step.DELETING else t.state.step
-    state = _enter(t, Step.DELETING, resume=resume)
+    state = _enter(t, Step.DELETING, resume=_where(t), petition=t.petition.slug)
     return Outcome(state, (Reply(Phrase("delete_confirm"), state.options),))
+
+
+def _person(t: _Turn) -> Outcome:
+    """PERSON: their next message is for someone at the charity; then back where they were."""
+    state = _enter(t, Step.PERSON, resume=_where(t), petition=t.petition.slug)
+    return Outcome(state, (Reply(Phrase("ask_person")),))
+
+
+def _where(t: _Turn) -> Step:
+    """The step to come back to after an aside (DELETE's question, a message for a person)."""
+    if t.state.step in (Step.DELETING, Step.PERSON):
+        return t.state.resume
+    return Step.MENU if t.state.step == Step.NEW else t.state.step
 
 
 def _restart(t: _Turn) -> Outcome:
@@ -406,15 +478,41 @@ def _restart(t: _Turn) -> Outcome:
 
 
 def _resume(t: _Turn) -> Outcome:
+    """START after STOP: one reply, that they are answered again, and where they are."""
     words = t.text.split()
     greeting = _open(t, words[1]) if len(words) == 2 else _greet(t)
-    return Outcome(greeting.state, (Reply(Phrase("started")), *greeting.replies), (OptIn(),))
+    first, *rest = greeting.replies
+    started = Reply(lines(Phrase("started"), first.phrase), first.options)
+    return Outcome(greeting.state, (started, *rest), (OptIn(),))
+
+
+def _signpost(t: _Turn) -> Outcome:
+    """Words that suggest distress: where to find help now, and a person reads them. A
+    signing in progress is kept; a voice is not asked to be published."""
+    words = _kept_words(t)
+    effects: tuple[Effect, ...] = (ForAPerson(words, flagged=True),)
+    if t.state.step in (Step.VOICE, Step.VOICE_CONSENT):
+        said = valid_voice(t.inbound.text) if t.state.step == Step.VOICE else None
+        if said is not None:  # the voice queue shows it flagged too, never to be published
+            effects = (SaveVoice(t.petition.slug, said, publish=False, flagged=True), *effects)
+        state = _enter(t, Step.SIGNED, voice="")
+    elif t.state.step == Step.PERSON:
+        state = _enter(t, t.state.resume)
+    else:
+        state = t.state
+    told = None if t.ctx.inbox_told else _inbox_told(t)
+    return Outcome(state, (Reply(lines(Phrase("signpost"), told), state.options),), effects)
 
 
 GLOBALS: dict[str, Callable[[_Turn], Outcome]] = {
     "HELP": _help, "STATUS": _status, "DELETE": _delete, "RESTART": _restart, "START": _restart,
-    "UNSTOP": _restart,
+    "UNSTOP": _restart, "PERSON": _person,
 }
+# What a first message may ask for at once (a poster says "Text SIGN to ..."); any other
+# first message gets the greeting.
+FIRST_WORDS = frozenset({"SIGN", "MORE", "INFO"})
+# Steps that take the supporter's own words: a keyword there works alone, not as a first word.
+FREE_TEXT = frozenset({Step.VOICE, Step.PERSON})
 
 
 # What each choice says -----------------------------------------------------------------
@@ -493,8 +591,9 @@ def _erase(t: _Turn, s: State) -> Outcome:
 
 
 def _keep(t: _Turn, s: State) -> Outcome:
-    resumed = _enter(t, t.state.resume)  # back to the step DELETE interrupted
-    return Outcome(resumed, (Reply(Phrase("delete_kept"), resumed.options),))
+    resumed = _enter(t, t.state.resume)  # back to the step DELETE interrupted, asked again
+    return Outcome(resumed, (Reply(lines(Phrase("delete_kept"), _question(t, resumed)),
+                                   resumed.options),))
 
 
 def _voice_not_kept(t: _Turn, s: State) -> Outcome:
@@ -511,18 +610,42 @@ def _publish_voice(t: _Turn, s: State) -> Outcome:
 
 
 def _more(t: _Turn, s: State) -> Outcome:
-    """The issue, page by page: each page offers its own choices (MORE until the last)."""
-    pages = t.petition.pages or ("",)
+    """The issue, page by page, with the step's own choices in their usual order (so their
+    numbers stay put); MORE after the last page starts again."""
+    pages = _pages(t)
     index = s.page % len(pages)
     last = index == len(pages) - 1
-    offered: tuple[str, ...] = ("SIGN", "INFO", "HELP") if last else (
-        "MORE", "SIGN", "INFO", "HELP")
-    if t.signature:
-        offered = tuple(o for o in offered if o != "SIGN")
+    offered = _options(s.step, t)  # MORE too on the last page (it starts again): the
+    # numbers of INFO and HELP never move
     state = replace(s, page=index + 1, options=offered)
-    phrase = Phrase("page_last" if last else "page",
-                    {"page_text": pages[index], "page": index + 1, "pages": len(pages)})
+    key = "page_whole" if len(pages) == 1 else "page_last" if last else "page"
+    phrase = Phrase(key, {"page_text": pages[index], "page": index + 1, "pages": len(pages)})
     return Outcome(state, (Reply(phrase, offered),))
+
+
+def _pages(t: _Turn) -> tuple[str, ...]:
+    return issue_pages(t.petition.issue, t.inbound.channel, t.state.step)
+
+
+def issue_pages(issue: str, channel: Channel, step: Step = Step.MENU) -> tuple[str, ...]:
+    """The issue's pages (MORE): on SMS as full as three GSM-7 segments allow with the
+    page's number and every choice the step may offer; elsewhere up to LONG_PAGE characters,
+    one screen. A page ends at a sentence's end when that leaves it at least half full."""
+    if channel != Channel.SMS:
+        return paginate(issue, lambda page: len(page) <= LONG_PAGE, at_least=LONG_PAGE // 2)
+    step = step if step == Step.SIGNED else Step.MENU
+    room = to_gsm7(DEFAULTS["page_last"].format(page_text="", page=99, pages=99)
+                   + choices_line(_offered(step)))
+
+    def fits(page: str) -> bool:
+        return segments(to_gsm7(page) + room) <= SMS_SEGMENTS
+
+    return paginate(issue, fits, at_least=(SMS_SEGMENTS * SMS_PART - len(room)) // 2)
+
+
+def _offered(step: Step) -> tuple[str, ...]:
+    """Every choice `step` can show, whoever asks."""
+    return tuple(c.keyword for c in STEPS[step].choices if c.shown)
 
 
 def _info(t: _Turn, s: State) -> Outcome:
@@ -531,7 +654,8 @@ def _info(t: _Turn, s: State) -> Outcome:
     breakdown = " + ".join([*parts, f"{_count(p.here)} here"])
     if p.external:
         breakdown += f" = {_count(p.total)}"
-    state = replace(s, options=s.options or _options(Step.MENU, t))
+    step = s.step if s.step in (Step.MENU, Step.SIGNED) else Step.MENU
+    state = replace(s, options=_options(step, t))
     info = Reply(Phrase("info", {
         "title": p.title, "decision_makers": p.decision_makers, "organiser": p.organiser,
         "created": p.created.strftime("%-d %B %Y"), "count_breakdown": breakdown}),
@@ -560,6 +684,8 @@ def _greet(t: _Turn) -> Outcome:
 def _name(t: _Turn) -> Outcome:
     cleaned = valid_name(t.text)
     if cleaned is None:
+        if for_a_person(t.text, questions_only=True):
+            return _for_a_person(t)
         return Outcome(t.state, (Reply(Phrase("name_invalid", {"max_length": MAX_NAME})),))
     state = _enter(t, Step.POSTCODE, name=cleaned)
     return Outcome(state, (Reply(Phrase("ask_postcode", {"name": cleaned}), state.options),))
@@ -568,6 +694,8 @@ def _name(t: _Turn) -> Outcome:
 def _postcode(t: _Turn) -> Outcome:
     canonical = normalise_postcode(t.text)
     if canonical is None:
+        if for_a_person(t.text, questions_only=True):
+            return _for_a_person(t)
         return Outcome(t.state, (Reply(Phrase("postcode_invalid"), t.state.options),))
     return _review(t, postcode=canonical, country="")
 
@@ -575,6 +703,8 @@ def _postcode(t: _Turn) -> Outcome:
 def _country(t: _Turn) -> Outcome:
     cleaned = valid_country(t.text)
     if cleaned is None:
+        if for_a_person(t.text, questions_only=True):
+            return _for_a_person(t)
         return Outcome(t.state, (Reply(Phrase("country_invalid")),))
     if cleaned.upper().replace(".", "") in UK_NAMES:
         state = _enter(t, Step.POSTCODE)
@@ -602,13 +732,88 @@ def _voice(t: _Turn) -> Outcome:
     said = valid_voice(t.inbound.text)
     if said is None:
         return Outcome(t.state, (Reply(Phrase("voice_invalid", {"max_length": MAX_VOICE})),))
-    if suggests_distress(said, t.ctx.distress_words):
-        # Safeguarding first: signpost help, and put it in front of staff (never published).
-        back = _enter(t, Step.SIGNED, voice="")
-        return Outcome(back, (Reply(Phrase("signpost"), back.options),),
-                       (SaveVoice(t.petition.slug, said, publish=False, flagged=True),))
     state = _enter(t, Step.VOICE_CONSENT, voice=said)
     return Outcome(state, (Reply(Phrase("ask_publish"), state.options),))
+
+
+def _after_signing(t: _Turn) -> Outcome:
+    """After signing, any words that are no keyword are for a person; a hello gets where
+    they stand."""
+    if for_a_person(t.text, anything=True):
+        state = t.state if t.state.step == Step.SIGNED else _enter(t, Step.SIGNED)
+        return _for_a_person(t, state)
+    return _welcome_back(t)
+
+
+def _to_person(t: _Turn) -> Outcome:
+    """The message PERSON asked for: kept for a person, then back where they were. One of
+    that step's keywords alone means they changed their mind: it is answered there."""
+    back = _enter(t, t.state.resume)
+    if len(t.text.split()) == 1 and t.keyword in {c.keyword for c in STEPS[back.step].choices}:
+        return _answer(replace(t, state=back))
+    if not t.text or t.text.isdecimal():
+        return Outcome(t.state, (Reply(Phrase("ask_person")),))
+    return _for_a_person(t, back)
+
+
+def _unusable(t: _Turn) -> Outcome:
+    """Words the step cannot use as a keyword: a wish the step offers in other words ("I want
+    to sign", "yes please"), for a person if they read as a message, else a re-prompt."""
+    wanted = _wanted(t)
+    if wanted:
+        return _answer(replace(t, keyword=wanted))
+    if for_a_person(t.text):
+        return _for_a_person(t)
+    return _reprompt(t)
+
+
+def _wanted(t: _Turn) -> str:
+    """The step's keyword that words mean, if they plainly mean one: SIGN (YES where the
+    step asks whether to sign), or YES."""
+    wish = wants(t.text)
+    offered = {c.keyword for c in STEPS[t.state.step].choices}
+    if wish == "SIGN" and "SIGN" not in offered and t.state.step in (Step.CONSENT,
+                                                                     Step.REVIEW):
+        wish = "YES"
+    return wish if wish in offered else ""
+
+
+def _first(t: _Turn) -> Outcome:
+    """A first message: the greeting; a first message meant for a person (a question, a
+    story) is also kept for one, and one that plainly asks to sign signs."""
+    if _wanted(replace(t, state=replace(t.state, step=Step.MENU))) == "SIGN":
+        return _answer(replace(t, keyword="SIGN"))
+    greeting = _greet(t)
+    if t.signature or not for_a_person(t.text) or len(t.text.split()) < FIRST_FOR_A_PERSON:
+        return greeting  # ("What is this?" is answered by the greeting itself)
+    told = Reply(Phrase("inbox_noted") if t.ctx.inbox_told else _inbox_told(t))
+    return replace(greeting, replies=(told, *greeting.replies),
+                   effects=(*greeting.effects, ForAPerson(_kept_words(t), flagged=False)))
+
+
+def _for_a_person(t: _Turn, state: State | None = None) -> Outcome:
+    """Keep the words for the staff inbox; say, once per open inbox conversation, who reads
+    them and when to expect an answer; ask the step's question again."""
+    state = state or t.state
+    lead = Phrase("inbox_noted") if t.ctx.inbox_told else _inbox_told(t)
+    reply = Reply(lines(lead, _question(t, state)), state.options)
+    return Outcome(state, (reply,), (ForAPerson(_kept_words(t), flagged=False),))
+
+
+def _inbox_told(t: _Turn) -> Phrase:
+    """Who reads these messages, and when to expect an answer."""
+    return Phrase("inbox_told", {"answer": t.ctx.inbox_answer or Phrase("inbox_soon")})
+
+
+def _kept_words(t: _Turn) -> str:
+    """The words as they were sent (lines kept), for a person to read."""
+    return storable(t.inbound.text).strip()[:MAX_KEPT]
+
+
+def _question(t: _Turn, state: State) -> Phrase | None:
+    """What the supporter's step asks, to ask it again (None: its choices say it all)."""
+    question = STEPS[state.step].question
+    return question(replace(t, state=state), state) if question else None
 
 
 def _reprompt(t: _Turn) -> Outcome:
@@ -636,54 +841,66 @@ def _one_word(t: _Turn) -> bool:
     return len(t.text.split()) == 1
 
 
+def _asks(key: str, **params: object) -> Callable[[_Turn, State], Phrase]:
+    """A step's question that is always the same text."""
+    return lambda t, s: Phrase(key, params)
+
+
+def _review_question(t: _Turn, s: State) -> Phrase:
+    return Phrase("review", {"name": s.name, "place": _place(s.postcode, s.country)})
+
+
 # The steps -------------------------------------------------------------------------------
 
 STEPS: dict[Step, Rule] = {
-    Step.NEW: Rule((), otherwise=_greet),
+    Step.NEW: Rule((), otherwise=_first),
+    # MORE, INFO and HELP keep their numbers (2, 3, 4) on the greeting, the pages and after
+    # signing; the step's first choice is what it is for.
     Step.MENU: Rule((
         Choice("SIGN", Step.CONSENT, _ask_consent, when=_unsigned),
         Choice("STATUS", when=_has_signed),
         Choice("MORE", None, _more),
         Choice("INFO", None, _info),
         Choice("HELP"),
-    ), otherwise=_reprompt),
+    ), otherwise=_unusable),
     Step.CONSENT: Rule((
         Choice("YES", Step.NAME, _consent_given),
         Choice("NO", Step.MENU, _consent_declined),
-    ), otherwise=_reprompt),
-    Step.NAME: Rule((), otherwise=_name),
+    ), otherwise=_unusable, question=_asks("consent_again")),
+    Step.NAME: Rule((), otherwise=_name, question=_asks("name_again")),
     Step.POSTCODE: Rule((
         Choice("NONE", Step.COUNTRY, _ask_country),
-    ), otherwise=_postcode),
-    Step.COUNTRY: Rule((), otherwise=_country),
+    ), otherwise=_postcode, question=_asks("postcode_again")),
+    Step.COUNTRY: Rule((), otherwise=_country, question=_asks("ask_country")),
     Step.REVIEW: Rule((
         Choice("YES", Step.UPDATES, _sign),
         Choice("EDIT", Step.NAME, _edit),
         Choice("NO", Step.MENU, _cancel_review, shown=False),
-    ), otherwise=_reprompt),
+    ), otherwise=_unusable, question=_review_question),
     Step.UPDATES: Rule((
         Choice("YES", Step.SIGNED, _subscribe),
         Choice("NO", Step.SIGNED, _no_updates),
-    ), otherwise=_reprompt),
+    ), otherwise=_unusable, question=_asks("ask_updates")),
     Step.SIGNED: Rule((
-        Choice("UPDATES", Step.UPDATES, _ask_updates, when=_unsubscribed),
-        Choice("VOICE", Step.VOICE, _ask_voice),
+        Choice("STATUS"),
         Choice("MORE", None, _more),
         Choice("INFO", None, _info),
-        Choice("STATUS"),
         Choice("HELP"),
-    ), otherwise=_welcome_back),
+        Choice("VOICE", Step.VOICE, _ask_voice),
+        Choice("UPDATES", Step.UPDATES, _ask_updates, when=_unsubscribed),
+    ), otherwise=_after_signing),
     Step.DELETING: Rule((
         Choice("YES", Step.NEW, _erase),
         Choice("NO", None, _keep),  # back to the step DELETE interrupted
-    ), otherwise=_reprompt),
+    ), otherwise=_unusable, question=_asks("delete_confirm")),
     Step.VOICE: Rule((
         Choice("NO", Step.SIGNED, _voice_not_kept, when=_one_word, shown=False),
-    ), otherwise=_voice),
+    ), otherwise=_voice, question=_asks("voice_again", max_length=MAX_VOICE)),
     Step.VOICE_CONSENT: Rule((
         Choice("YES", Step.SIGNED, _publish_voice),
         Choice("NO", Step.SIGNED, _voice_not_kept),
-    ), otherwise=_reprompt),
+    ), otherwise=_unusable, question=_asks("ask_publish")),
+    Step.PERSON: Rule((), otherwise=_to_person, question=_asks("ask_person")),
 }
 
 

@@ -12,9 +12,17 @@ STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT
                         "OPTOUT"})
 START_WORDS = frozenset({"START", "UNSTOP"})
 RESERVED = frozenset({"YES", "NO", "SIGN", "MORE", "INFO", "HELP", "EDIT", "NONE", "STATUS",
-                      "VOICE", "DELETE", "RESTART", "UPDATES"}) | STOP_WORDS | START_WORDS
+                      "VOICE", "DELETE", "RESTART", "UPDATES", "PERSON"}) | STOP_WORDS | START_WORDS
 YES_WORDS = frozenset({"YES", "Y", "YEP", "YEAH", "OK", "AGREE", "I AGREE"})
 NO_WORDS = frozenset({"NO", "N", "NOPE"})
+# A hello ("hi", "hello again", "good morning") is no message for a person, nor a name.
+GREETINGS = frozenset({"HI", "HELLO", "HELO", "HEY", "HIYA", "YO", "GOOD", "MORNING",
+                       "AFTERNOON", "EVENING"})
+THANKS = frozenset({"THANKS", "THANK", "THANKYOU", "THX", "TA", "CHEERS"})
+# A name made only of these ("yes please", "sign me up", "ok thanks") is an answer, not a name.
+NOT_NAMES = RESERVED | YES_WORDS | NO_WORDS | THANKS | {
+    "PLEASE", "PLS", "YOU", "ME", "UP", "SURE", "OKAY", "FINE", "GO", "AHEAD", "I", "DO",
+    "WANT", "TO", "HI", "HELLO", "HEY", "NAME", "MY"}
 NAME_PUNCTUATION = frozenset(" '-.,’")
 COUNTRY_PUNCTUATION = frozenset(" '-.,()&’")
 
@@ -75,6 +83,9 @@ def valid_name(raw: str) -> str | None:
     if not all(c.isalpha() or c in NAME_PUNCTUATION or unicodedata.category(c).startswith("M")
                for c in name):
         return None
+    words = _words(name)
+    if set(words) <= NOT_NAMES or words[0] in RESERVED | YES_WORDS | NO_WORDS:
+        return None  # "yes that is fine", "sign me up": an answer, not a name
     return name if sum(c.isalpha() for c in name) >= 2 else None
 
 
@@ -98,6 +109,50 @@ def valid_voice(raw: str) -> str | None:
     if not 3 <= len(said) <= MAX_VOICE or said[0] in "=+-@" or _is_keyword(said):
         return None
     return said if sum(c.isalpha() for c in said) >= 3 else None
+
+
+def for_a_person(text: str, *, questions_only: bool = False, anything: bool = False) -> bool:
+    """Whether words are meant for a person rather than the bot: a question, thanks, or
+    three words or more (`questions_only`: a question, where a name or a postcode is asked
+    and a long answer is more likely a slip); with `anything` (after signing), also any
+    other word that is no keyword. A greeting alone is not, nor text without letters."""
+    words = _words(text)
+    if sum(c.isalpha() for c in text) < 2 or _greeting(text, words):
+        return False
+    if "?" in text:
+        return True
+    if questions_only:
+        return False
+    if len(words) >= 3 or THANKS & set(words):
+        return True
+    return anything and bool(words) and words[0] not in RESERVED | YES_WORDS | NO_WORDS
+
+
+SIGN_WORDS = frozenset({"SIGN", "SIGNING", "SIGNED"})
+NEGATIONS = frozenset({"NOT", "DON'T", "DONT", "NO", "NEVER", "WON'T", "CAN'T", "CANNOT"})
+
+
+def wants(text: str) -> str:
+    """The keyword a short message plainly means in other words: "I want to sign", "sign me
+    up please" mean SIGN; "yes please", "yes I do" mean YES. Nothing for a question, a
+    negation or a longer message (which is for a person)."""
+    words = _words(text)
+    if not words or "?" in text or len(words) > 6 or NEGATIONS & set(words):
+        return ""
+    if words[0] in YES_WORDS or text.upper().strip(" .!") in YES_WORDS:
+        return "YES"
+    return "SIGN" if SIGN_WORDS & set(words) else ""
+
+
+def _greeting(text: str, words: list[str]) -> bool:
+    """A hello: one word ("hello?"), or a few that ask nothing ("hello again")."""
+    return bool(words) and words[0] in GREETINGS and (
+        len(words) == 1 or (len(words) <= 3 and "?" not in text))
+
+
+def _words(text: str) -> list[str]:
+    """The words, upper case, without punctuation."""
+    return re.sub(r"[^\w\s']", " ", text.upper()).split()
 
 
 def suggests_distress(text: str, words: tuple[str, ...]) -> bool:

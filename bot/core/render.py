@@ -6,12 +6,11 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
-from bot.core.conversation import Channel
+from bot.core.conversation import SMS_SEGMENTS, Channel
 from bot.core.gsm import to_gsm7, truncate_to_segments
 from bot.core.inputs import storable
-from bot.core.texts import LABELS
+from bot.core.texts import LABELS, choices_line
 
-SMS_SEGMENTS = 3
 WHATSAPP_LIMIT = 1600   # Twilio's body limit
 TELEGRAM_LIMIT = 4096   # characters after entity parsing
 SHARE_PHONE = "SHARE_PHONE"
@@ -50,16 +49,10 @@ def render(message: Message, channel: Channel) -> Rendered:
                         if o != SHARE_PHONE)
         contact = LABELS[SHARE_PHONE] if SHARE_PHONE in message.options else ""
         return Rendered(text, buttons, contact)
-    text = storable(message.text) + _choices(message.options)
+    text = storable(message.text) + choices_line(message.options)
     if channel == Channel.SMS:
         return Rendered(truncate_to_segments(to_gsm7(text), SMS_SEGMENTS))
     if len(text) > WHATSAPP_LIMIT:
         text = text[: WHATSAPP_LIMIT - 3].rsplit(" ", 1)[0] + "..."
     return Rendered(text)
 
-
-def _choices(options: tuple[str, ...]) -> str:
-    if len(options) < 2:
-        return ""
-    numbered = [f"{i} {option}" for i, option in enumerate(options, start=1)]
-    return "\nReply " + ", ".join(numbered[:-1]) + " or " + numbered[-1]

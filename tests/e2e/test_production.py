@@ -298,7 +298,7 @@ def test_production_like_start_signs_sends_reloads_reports_and_stops_cleanly(
             "Hi, I saw your poster at the clinic", "SIGN", "YES", "Amira Okafor", "SW1A 1AA",
             "YES", "YES")]
         assert "Hello from PLANETS" in said[0][0]
-        assert "supporter number 1" in said[5][0]
+        assert "Your signature is number 1 here" in said[5][0]
         for body in ("Hi", "SIGN", "YES", "Omar Haddad", "EH1 1YZ", "YES", "YES"):
             assert sms(port, OMAR, body)
 
@@ -315,7 +315,7 @@ def test_production_like_start_signs_sends_reloads_reports_and_stops_cleanly(
                 telegram.user_presses(KAI, what, button["message_id"])
             wait_until(lambda n=total: len(telegram.messages_to(KAI)) >= n,
                        f"Kai's reply to {what}", *units)
-        assert "You are supporter number 3" in telegram.messages_to(KAI)[6]["text"]
+        assert "Your signature is number 3 here" in telegram.messages_to(KAI)[6]["text"]
 
         # The announcement: Twilio refuses Omar (he unsubscribed at Twilio: 21610).
         twilio.error_for(OMAR, 400, 21610)

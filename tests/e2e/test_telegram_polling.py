@@ -141,7 +141,7 @@ def test_kai_signs_by_buttons_through_long_polling_then_sigterm_stops_it(
 
     sent = fake_telegram.messages_to(KAI)
     thanks = text(sent[6])
-    assert "You are supporter number 1" in thanks
+    assert "Your signature is number 1 here" in thanks
     assert "https://t.me/planets_petition_bot?start=SIRT_r1" in thanks
     assert keywords(sent[0]) == ["SIGN", "MORE", "INFO", "HELP"]
     assert keywords(sent[2]) == ["YES", "NO"]

@@ -102,7 +102,7 @@ def reach_review(user: TelegramUser, full_name: str, postcode: str) -> None:
     user.presses("SIGN")
     user.presses("YES")
     user.sends(full_name)
-    assert "Reply YES to sign" in "\n".join(plain(m) for m in user.sends(postcode))
+    assert "Shall we sign the petition" in "\n".join(plain(m) for m in user.sends(postcode))
 
 
 # Signing ------------------------------------------------------------------------------------
@@ -118,7 +118,7 @@ def test_amira_signs_by_pressing_buttons(telegram_client: FlaskClient,
         ("press", "YES",        "What is your full name?",              "",             "name"),
         ("type",  "Amira Khan", "Thanks, Amira Khan.",                  "NONE",         "postcode"),
         ("type",  "sw1a 1aa",   "Name: Amira Khan\nPostcode: SW1A 1AA", "YES EDIT",     "review"),
-        ("press", "YES",        "You are supporter number 1",           "YES NO",       "updates"),
+        ("press", "YES",        "Your signature is number 1 here",      "YES NO",       "updates"),
         ("press", "NO",         "OK, no updates",     "UPDATES MORE INFO STATUS HELP",  "signed"),
     ]
     pressed: list[int] = []
@@ -173,7 +173,7 @@ def test_ben_signs_by_typing_keywords_from_abroad(telegram_client: FlaskClient,
         ("Ben O'Neill",       "Thanks, Ben O'Neill.",               "postcode"),
         ("none",              "Which country do you live in?",      "country"),
         ("Trinidad & Tobago", "Country: Trinidad & Tobago",         "review"),
-        ("YES",               "You are supporter number 1",         "updates"),
+        ("YES",               "Your signature is number 1 here",    "updates"),
         ("no",                "OK, no updates",                     "signed"),
     ]:
         said = ben.says(typed)
@@ -218,7 +218,7 @@ def test_a_redelivered_update_has_one_effect(telegram_client: FlaskClient,
     for _ in range(2):
         assert post_update(telegram_client, press).status_code == 200
     said = [plain(m) for m in fake_telegram.messages_to(AMIRA)[before:]]
-    assert len(said) == 2 and "You are supporter number 1" in said[0]
+    assert len(said) == 2 and "Your signature is number 1 here" in said[0]
     assert len(signatures(sessions)) == 1
     assert step_of(sessions, AMIRA) == "updates"
     # The copy is answered too (else the button spins), but changes nothing.
@@ -250,7 +250,7 @@ def test_ten_copies_of_one_update_at_once_sign_once(telegram_app: Flask,
         thread.join(timeout=60)
     assert statuses == [200] * 10
     said = [plain(m) for m in fake_telegram.messages_to(AMIRA)[before:]]
-    assert len(said) == 2 and "You are supporter number 1" in said[0], said
+    assert len(said) == 2 and "Your signature is number 1 here" in said[0], said
     assert len(signatures(sessions)) == 1
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(InboundMessage).where(
@@ -347,7 +347,7 @@ def test_chloe_follows_amiras_share_link(telegram_client: FlaskClient,
     amira = person(telegram_client, fake_telegram, AMIRA, "Amira")
     [thanks, _] = sign_by_buttons(amira, "Amira Khan", "SW1A 1AA")
     link = "https://t.me/planets_petition_bot?start=SIRT_r1"
-    assert "You are supporter number 1" in plain(thanks) and link in plain(thanks)
+    assert "Your signature is number 1 here" in plain(thanks) and link in plain(thanks)
 
     chloe = person(telegram_client, fake_telegram, CHLOE, "Chloe")
     greeting = chloe.says("/start SIRT_r1")
@@ -395,7 +395,7 @@ def test_dev_signed_by_sms_then_links_telegram_and_is_counted_once(
     # Telegram sends the number in international format without the "+".
     linked = "\n".join(plain(m) for m in dev.shares_contact(DEV_PHONE.removeprefix("+")))
     assert "this chat is now linked to your phone number" in linked
-    assert "You signed" in linked and "supporter no. 1" in linked
+    assert "You signed" in linked and "signature no. 1 here" in linked
     assert "already signed" in dev.says("SIGN")
     assert counts(telegram_client)["here"] == 1
     assert counts(telegram_client)["by_channel"] == {"sms": 1, "whatsapp": 0, "telegram": 0}
@@ -510,7 +510,7 @@ def test_jo_signs_while_telegram_is_down_and_nothing_personal_is_logged(
     assert "You signed" in jo.says("STATUS")
     assert "telegram reply not sent" in caplog.text
     for secret in ("Joanna", "Quill", "EH1", "1YZ", JO_PHONE[3:], str(JO), "/start",
-                   "STATUS", "supporter number", "You signed", fake_telegram.token,
+                   "STATUS", "signature no.", "You signed", fake_telegram.token,
                    fake_telegram.token.split(":")[1]):
         assert secret not in caplog.text, secret
 

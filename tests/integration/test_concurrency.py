@@ -40,7 +40,7 @@ from tests.integration.twilio_helpers import (
 )
 
 AMIRA = "+447700900123"
-SIGNED = re.compile(r"You are supporter number (\d+);")
+SIGNED = re.compile(r"Your signature is number (\d+) here")
 
 
 def count(sessions: sessionmaker[Session], model: type, *where: object) -> int:
@@ -160,7 +160,7 @@ def test_ten_copies_of_amiras_delete_confirmation_at_once_erase_her_once(
     amira = Texter(app.test_client(), AMIRA, "whatsapp")
     reaches_review(amira, "Amira Khan", "SW1A 1AA")
     assert amira.says("YES")
-    assert "Reply YES to delete" in amira.says("DELETE")[0]
+    assert "Shall we delete them?" in amira.says("DELETE")[0]
     confirm = amira.payload("YES")
     said = together([lambda: replies(post(app.test_client(), confirm)) for _ in range(10)])
 
@@ -178,7 +178,7 @@ def test_amira_writes_by_sms_while_her_whatsapp_delete_goes_through(
     reaches_review(by_sms, "Amira Khan", "SW1A 1AA")
     assert by_sms.says("YES")
     assert on_whatsapp.says("Hi")
-    assert "Reply YES to delete" in on_whatsapp.says("DELETE")[0]
+    assert "Shall we delete them?" in on_whatsapp.says("DELETE")[0]
     said = together([lambda: replies(post(app.test_client(), on_whatsapp.payload("YES"))),
                      lambda: replies(post(app.test_client(), by_sms.payload("Hello")))])
 

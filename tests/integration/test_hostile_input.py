@@ -160,7 +160,7 @@ def test_over_budget_delete_is_asked_in_the_notices_place_and_her_yes_erases_her
     amira = Texter(client, AMIRA, "whatsapp")
     signs(amira, "Amira Khan", "SW1A 1AA")  # seven answered messages
     app.extensions["petitionbot"].service.abuse = Abuse(7, 600)  # she is at the limit now
-    assert "Reply YES to delete" in amira.says("DELETE")[0]  # instead of the notice
+    assert "Shall we delete them?" in amira.says("DELETE")[0]  # instead of the notice
     assert amira.says("YES") == []  # past the notice: unanswered, but it takes effect
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Signature)) == 0
@@ -178,7 +178,7 @@ def test_over_budget_a_delete_she_was_never_asked_about_does_not_erase_her_on_ye
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Signature)) == 1
     app.extensions["petitionbot"].service.abuse = Abuse(100, 600)  # the window passes
-    assert "Reply YES to delete" in amira.says("YES")[0]  # asked now, before any erasure
+    assert "Shall we delete them?" in amira.says("YES")[0]  # asked now, before any erasure
     assert "erased" in amira.says("YES")[0]
 
 

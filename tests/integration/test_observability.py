@@ -53,7 +53,7 @@ SIGNING = [("Hi, I saw your poster at the clinic", "menu"), ("SIGN", "consent"),
            ("YES", "updates"), ("YES", "signed")]
 NEVER_LOGGED = ["Amira", "Okafor", "Omar", "Haddad", "Kai", "Nakamura", "SW1A", "1AA",
                 "EH1", "1YZ", "G1 1AA", "poster at the clinic", "my mum", "NHS England has",
-                "Hello from PLANETS", "supporter number", "What is your full name",
+                "Hello from PLANETS", "Your signature is number", "What is your full name",
                 "7700900461", "7700900462", str(KAI), TWILIO_TOKEN]
 
 

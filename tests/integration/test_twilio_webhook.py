@@ -85,7 +85,7 @@ def test_amira_signs_by_sms(client: FlaskClient, sessions: sessionmaker[Session]
         ("1",             "What is your full name?",                      "name"),
         ("Amira Khan",    "Thanks, Amira Khan. What is your UK postcode", "postcode"),
         ("sw1a1aa",       "Name: Amira Khan\nPostcode: SW1A 1AA",         "review"),
-        ("YES",           f"You are supporter number 1; {before + 1:,} people have now signed",
+        ("YES",           f"Your signature is number 1 here, and {before + 1:,} people have",
                           "updates"),
         ("yes",           "We will send you updates about this campaign here", "signed"),
         ("hello again",   "Welcome back. You signed",                     "signed"),
@@ -133,7 +133,7 @@ def test_bronwen_signs_by_whatsapp_from_wales(client: FlaskClient,
         ("Yes",             "What is your full name?",                     "name"),
         ("Bronwen Pryce",   "What is your UK postcode?",                   "postcode"),
         ("CF10 1AA",        "Postcode: CF10 1AA",                          "review"),
-        ("1",               "You are supporter number 1",                  "updates"),
+        ("1",               "Your signature is number 1 here",             "updates"),
         ("2",               "OK, no updates. Thank you for signing!",      "signed"),
     ])
     with sessions() as session:
@@ -156,7 +156,7 @@ def test_amira_signs_by_sms_then_whatsapp_is_told_she_already_signed(
     on_whatsapp = Texter(client, AMIRA, "whatsapp", profile_name="Amira")
     converse(on_whatsapp, sessions, [
         ("Hi",    "Welcome back. You signed",                                  "signed"),
-        ("SIGN",  "You have already signed this petition (supporter number 1)", "signed"),
+        ("SIGN",  "You have already signed this petition (signature no. 1 here)", "signed"),
     ])
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Signature)) == 1
@@ -249,7 +249,7 @@ def test_twilio_retries_amiras_yes_and_she_signs_once(client: FlaskClient,
     reaches_review(amira, "Amira Khan", "SW1A 1AA")
     yes = amira.payload("YES")
     first = replies(post(client, yes))
-    assert "You are supporter number 1" in first[0]
+    assert "Your signature is number 1 here" in first[0]
 
     # Twilio retries when its request timed out, so the answer never reached her: the
     # retry gets the same answer again, and changes nothing.
@@ -303,8 +303,8 @@ def test_callum_says_stop_halfway_and_hears_nothing_until_start(
         ("SIGN",         "", "new"),
     ])
     said = callum.says("START")
-    assert said[0] == "Welcome back: you will hear from PLANETS here again."
-    assert "Hello from PLANETS" in said[1]
+    assert len(said) == 1 and said[0].startswith("OK, we will answer your messages here again.")
+    assert "Hello from PLANETS" in said[0]
     identity = identity_of(sessions, callum)
     assert identity is not None and identity.opted_out_at is None
     assert rows(sessions, Signature) == 0
@@ -328,7 +328,7 @@ def test_twilio_opt_out_type_stop_is_honoured_whatever_the_words(
     assert dev.says("Hello?") == []
 
     said = dev.says("Reprendre", OptOutType="START")
-    assert said[0] == "Welcome back: you will hear from PLANETS here again."
+    assert said[0].startswith("OK, we will answer your messages here again.")
     identity = identity_of(sessions, dev)
     assert identity is not None and identity.opted_out_at is None
     assert rows(sessions, Subscription) == 0  # updates stay off until asked for again
@@ -347,7 +347,7 @@ def test_amira_deletes_her_data_and_her_signature_is_withdrawn(
         identity_ids = session.scalars(select(Identity.id).where(
             Identity.supporter_id == supporter_id)).all()
 
-    assert "Reply YES to delete or NO to keep them" in amira.says("DELETE")[0]
+    assert "Shall we delete them?\nReply 1 YES or 2 NO" in amira.says("DELETE")[0]
     assert amira.says("YES") == [
         "Done: your personal data has been erased and any signature withdrawn. "
         "Thank you for your support."]
@@ -420,7 +420,7 @@ def test_ffion_sends_a_5000_character_name_and_an_emoji_postcode(
         ffion.says(body)
     before = conversation_row(sessions, ffion)
     assert ffion.says(("Ffion Hughes " * 400)[:5000]) == [
-        "Please send your full name, in letters (up to 80 characters)."]
+        "Please send your full name, e.g. Sam Jones: letters only, up to 80 characters."]
     assert conversation_row(sessions, ffion) == before
 
     assert "What is your UK postcode?" in ffion.says("Ffion Hughes")[0]
@@ -563,7 +563,7 @@ def test_jac_said_stop_and_keeps_writing_but_hears_nothing_until_start(
     for body in ("why?", "hello", "anyone there", "HELP", "SIGN", "ok"):
         assert jac.says(body) == [], body  # not even the over-budget notice
     said = jac.says("START")
-    assert said[0] == "Welcome back: you will hear from PLANETS here again."
+    assert said[0].startswith("OK, we will answer your messages here again.")
     identity = identity_of(sessions, jac)
     assert identity is not None and identity.opted_out_at is None
 

@@ -108,10 +108,10 @@ def signs(texter: Texter, name: str, postcode: str, updates: str = "NO") -> list
 
 
 def reaches_review(texter: Texter, name: str, postcode: str) -> None:
-    """Everything up to the last question before signing ("Reply YES to sign")."""
+    """Everything up to the last question before signing ("Shall we sign ...")."""
     for body in ("Hi", "SIGN", "YES", name):
         assert texter.says(body)
-    assert "Reply YES to sign" in "\n".join(texter.says(postcode))
+    assert "Shall we sign the petition" in "\n".join(texter.says(postcode))
 
 
 Script = Sequence[tuple[str, str, str]]

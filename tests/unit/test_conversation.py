@@ -11,6 +11,7 @@ import pytest
 from bot.core.conversation import (
     Channel,
     Erase,
+    ForAPerson,
     GrantConsent,
     OptIn,
     OptOut,
@@ -22,6 +23,7 @@ from bot.core.conversation import (
     Step,
     Subscribe,
     SupporterView,
+    issue_pages,
 )
 from bot.core.postcodes import Nation
 from tests.unit.transcript import (
@@ -49,7 +51,7 @@ SIGNED = "you have signed!"
 ASK_UPDATES = "Would you like updates"
 HELP = "PLANETS petition bot"
 STOPPED = "You will get no more messages from PLANETS here"
-STARTED = "Welcome back: you will hear from PLANETS here again"
+STARTED = "OK, we will answer your messages here again"
 NOT_UNDERSTOOD = "Sorry, I did not understand that"
 ALREADY = "You have already signed this petition"
 WELCOME_BACK = "Welcome back. You signed"
@@ -77,8 +79,8 @@ def test_amira_signs_by_sms() -> None:
         ("YES", ASK_NAME, Step.NAME),
         ("Amira Hussain", ASK_POSTCODE, Step.POSTCODE),
         ("SW1A 1AA", "Name: Amira Hussain\nPostcode: SW1A 1AA", Step.REVIEW),
-        ("YES", "Thank you, Amira Hussain, you have signed! You are supporter number 1; "
-                "49,258 people have now signed", Step.UPDATES),
+        ("YES", "Thank you, Amira Hussain, you have signed! Your signature is number 1 here, "
+                "and 49,258 people have signed in all", Step.UPDATES),
         ("YES", "We will send you updates", Step.SIGNED),
     ])
     greeting, consent, _, _, _, signing, updates = said
@@ -101,18 +103,15 @@ def test_amira_signs_by_sms() -> None:
 
 def test_ben_reads_every_page_and_wraps_round() -> None:
     ben = Chat(Channel.SMS)
-    pages = ben.catalogue.pages["sirt"]
-    assert len(pages) >= 2
+    pages = 3  # the shipped issue, in pages of three text messages
     table: list[Row] = [("hi", GREETING, Step.MENU)]
-    table += [("MORE", f"(Page {n} of {len(pages)})", Step.MENU) for n in range(1, len(pages))]
-    table += [("MORE", f"(Page {len(pages)} of {len(pages)}, the end)", Step.MENU),
-              ("MORE", f"(Page 1 of {len(pages)})", Step.MENU)]
+    table += [("MORE", f"(Page {n} of {pages})", Step.MENU) for n in range(1, pages)]
+    table += [("MORE", f"(Page {pages} of {pages}, the end)", Step.MENU),
+              ("MORE", f"(Page 1 of {pages})", Step.MENU)]
     said = play(ben, table)
-    for page, reply in zip(pages, said[1:], strict=False):
-        assert page in reply.words
-    assert said[-1].words.startswith(pages[0])
-    # The last page offers no MORE; every other page does.
-    assert "MORE" not in said[len(pages)].outcome.replies[0].options
+    assert said[-1].words == said[1].words
+    # Every page offers MORE, the last too (it starts again): INFO and HELP keep their numbers.
+    assert said[pages].outcome.replies[0].options == said[1].outcome.replies[0].options
     assert "MORE" in said[1].outcome.replies[0].options
     assert ben.effects == []
 
@@ -121,9 +120,12 @@ def test_ben_reads_every_page_and_wraps_round() -> None:
 def test_ben_reads_the_whole_issue_on_one_screen_where_messages_may_be_long(
         channel: Channel) -> None:
     ben = Chat(channel)
-    assert ben.catalogue.long_pages["sirt"] == (ben.config.petition("sirt").issue.strip(),)
-    said = play(ben, [("hi", GREETING, Step.MENU), ("MORE", "(Page 1 of 1, the end)", Step.MENU)])
-    assert "Sign the petition to support our call" in said[-1].words
+    issue = ben.config.petition("sirt").issue
+    assert issue_pages(issue, channel) == ("\n\n".join(
+        " ".join(paragraph.split()) for paragraph in issue.split("\n\n") if paragraph.strip()),)
+    said = play(ben, [("hi", GREETING, Step.MENU),
+                      ("MORE", "Sign the petition to support our call", Step.MENU)])
+    assert "(Page" not in said[-1].words
 
 
 def test_chloe_asks_who_the_petition_is_to() -> None:
@@ -173,7 +175,8 @@ def test_dev_stops_halfway_comes_back_and_declines_so_nothing_is_kept() -> None:
 def test_dev_cannot_skip_consent_by_typing_his_name() -> None:
     dev = at(Step.CONSENT)
     before = dev.state
-    play(dev, [("Dev Patel", NOT_UNDERSTOOD, Step.CONSENT), ("SW1A 1AA", "YES", Step.CONSENT)])
+    play(dev, [("Dev Patel", NOT_UNDERSTOOD, Step.CONSENT),
+               ("SW1A 1AA", "Reply 1 YES", Step.CONSENT)])
     assert dev.state == before and dev.effects == []
 
 
@@ -189,7 +192,7 @@ def test_erin_is_asked_again_for_a_name_that_is_not_one(bad_name: str) -> None:
     before = erin.state
     said = erin.send(bad_name)
     assert said.keys == ("name_invalid",)
-    assert BAD_NAME in said.text and "80 characters" in said.text
+    assert BAD_NAME + ", e.g. Sam Jones" in said.text and "80 characters" in said.text
     assert erin.state == before and said.effects == ()
 
 
@@ -433,7 +436,8 @@ def test_mia_checks_her_status_before_and_after_signing() -> None:
                ("BT1 5GS", REVIEW, Step.REVIEW), ("YES", SIGNED, Step.UPDATES),
                ("YES", "updates", Step.SIGNED)])
     status = mia.send("STATUS").text
-    assert f'You signed "{TITLE}" on 1 Dec 2026 by SMS (supporter no. 1) as Mia Wong' in status
+    assert f'You signed "{TITLE}" on 1 Dec 2026 by SMS (signature no. 1 here) as Mia Wong' in (
+        status)
     assert "Postcode: BT1 5GS" in status and "Updates about it here: yes." in status
     assert "Not signed yet" not in status
 
@@ -441,13 +445,13 @@ def test_mia_checks_her_status_before_and_after_signing() -> None:
 def test_nadia_deletes_her_data_after_a_confirmation() -> None:
     nadia = signed_up(Chat(Channel.SMS), name="Nadia Ali", updates="YES")
     play(nadia, [
-        ("DELETE", "Reply YES to delete or NO to keep them", Step.DELETING),
+        ("DELETE", "Shall we delete them?\nReply 1 YES or 2 NO", Step.DELETING),
         ("NO", "Nothing has been deleted", Step.SIGNED),
     ])
     assert not [e for e in nadia.effects if isinstance(e, Erase)]
     assert nadia.supporter.signatures and nadia.supporter.subscribed == {"sirt"}
     play(nadia, [
-        ("DELETE", "Reply YES to delete", Step.DELETING),
+        ("DELETE", "Shall we delete them?", Step.DELETING),
         ("maybe", NOT_UNDERSTOOD, Step.DELETING),
         ("YES", "your personal data has been erased", Step.NEW),
     ])
@@ -460,11 +464,11 @@ def test_nadia_deletes_her_data_after_a_confirmation() -> None:
 def test_nadia_deletes_halfway_through_signing_then_changes_her_mind() -> None:
     nadia = at(Step.REVIEW)
     before = nadia.state
-    play(nadia, [("DELETE", "Reply YES to delete", Step.DELETING),
-                 ("DELETE", "Reply YES to delete", Step.DELETING),
+    play(nadia, [("DELETE", "Shall we delete them?", Step.DELETING),
+                 ("DELETE", "Shall we delete them?", Step.DELETING),
                  ("NO", "Nothing has been deleted", Step.REVIEW)])
     assert replace(nadia.state, resume=before.resume) == before  # `resume` is bookkeeping
-    play(nadia, [("DELETE", "Reply YES to delete", Step.DELETING),
+    play(nadia, [("DELETE", "Shall we delete them?", Step.DELETING),
                  ("YES", "erased", Step.NEW)])
     assert nadia.state == State() and signs(nadia) == []
 
@@ -484,13 +488,13 @@ def test_priya_who_signed_by_sms_writes_again_on_whatsapp() -> None:
     play(whatsapp, [
         ("Hello", WELCOME_BACK, Step.SIGNED),
         ("SIGN", ALREADY, Step.SIGNED),
-        ("MORE", "Page 1 of", Step.SIGNED),
+        ("MORE", "Sign the petition to support our call", Step.SIGNED),
         ("SIGN SIRT", WELCOME_BACK, Step.SIGNED),
         ("RESTART", WELCOME_BACK, Step.SIGNED),
         ("START SIRT_ref9", WELCOME_BACK, Step.SIGNED),
     ])
     greeting = whatsapp.history[0]
-    assert "supporter no. 1" in greeting.text and "49,258 people have signed" in greeting.text
+    assert "signature no. 1 here" in greeting.text and "49,258 people have signed" in greeting.text
     assert "SIGN" not in greeting.outcome.replies[0].options
     assert signs(whatsapp) == [] and whatsapp.effects == []
 
@@ -617,7 +621,7 @@ def test_wendy_signature_made_elsewhere_shows_in_status() -> None:
     signature = SignatureView("sirt", 7, datetime(2026, 1, 5, tzinfo=UTC), Channel.TELEGRAM,
                               "Wendy Lee", "", "Canada")
     wendy = Chat(Channel.SMS, signed=(signature,))
-    play(wendy, [("STATUS", "on 5 Jan 2026 by Telegram (supporter no. 7) as Wendy Lee, "
+    play(wendy, [("STATUS", "on 5 Jan 2026 by Telegram (signature no. 7 here) as Wendy Lee, "
                             "Country: Canada", Step.NEW)])
 
 
@@ -644,7 +648,7 @@ def test_quentin_by_text_message_is_never_offered_a_phone_link(channel: Channel)
 def test_nadia_says_why_she_signed_and_agrees_to_publication() -> None:
     nadia = at(Step.SIGNED, Channel.WHATSAPP)
     play(nadia, [
-        ("VOICE", "do not include health details", Step.VOICE),
+        ("VOICE", "do not name or identify other people", Step.VOICE),
         ("ok", "Please send a short message", Step.VOICE),
         ("My brother is waiting for SIRT", "May we publish your words", Step.VOICE_CONSENT),
         ("YES", "Our team will read it before it is published", Step.SIGNED),
@@ -670,8 +674,9 @@ def test_priya_in_distress_is_signposted_and_flagged_never_asked_to_publish() ->
     said = play(priya, [("VOICE", "why did you sign", Step.VOICE),
                         ("Honestly I feel hopeless and can't go on", "116 123", Step.SIGNED)])[-1]
     assert "NHS 111" in said.text
-    assert said.effects == (SaveVoice("sirt", "Honestly I feel hopeless and can't go on",
-                                      publish=False, flagged=True),)
+    words = "Honestly I feel hopeless and can't go on"
+    assert said.effects == (SaveVoice("sirt", words, publish=False, flagged=True),
+                            ForAPerson(words, flagged=True))
 
 
 def test_quentin_reads_approved_voices_under_info() -> None:

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from bot.core.conversation import (
+    MAX_KEPT,
     NO_WORDS,
     RESERVED,
     START_WORDS,
@@ -17,6 +18,7 @@ from bot.core.conversation import (
     Channel,
     Effect,
     Erase,
+    ForAPerson,
     GrantConsent,
     OptIn,
     OptOut,
@@ -134,6 +136,13 @@ def assert_rendered(said: Said, channel: Channel) -> None:
             assert is_gsm7(rendered.text)
 
 
+def assert_numbers_mean_what_was_shown(said: Said, state: State) -> None:
+    """The choices a reply showed last are the ones its numbers answer next time."""
+    shown = [r.options for r in said.outcome.replies if r.options and r.options != (SHARE_PHONE,)]
+    if shown:
+        assert shown[-1] == state.options, (said.sent, said.keys, shown[-1], state.options)
+
+
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(channel=st.sampled_from(list(Channel)), conversation=CONVERSATION)
 def test_whatever_anyone_sends_the_conversation_keeps_its_promises(
@@ -159,6 +168,10 @@ def test_whatever_anyone_sends_the_conversation_keeps_its_promises(
             assert said.effects == ()
         assert_valid(shell.state)
         assert_rendered(said, channel)
+        assert_numbers_mean_what_was_shown(said, shell.state)
+        for effect in said.effects:
+            if isinstance(effect, ForAPerson):
+                assert 0 < len(effect.text) <= MAX_KEPT
     # What the core was told about the supporter matches what it asked for.
     assert {s.petition for s in shell.supporter.signatures} == ledger.signed
 

@@ -77,7 +77,8 @@ class Said:
 
     @property
     def keys(self) -> tuple[str, ...]:
-        return tuple(reply.phrase.key for reply in self.outcome.replies)
+        """The texts said, in order (those a reply joins on separate lines included)."""
+        return tuple(key for reply in self.outcome.replies for key in reply.phrase.text_keys())
 
     @property
     def effects(self) -> tuple[Effect, ...]:
@@ -292,6 +293,7 @@ TO_STEP: dict[Step, list[str]] = {
     Step.UPDATES: ["Hi", "SIGN", "YES", "Amira Hussain", "SW1A 1AA", "YES"],
     Step.SIGNED: ["Hi", "SIGN", "YES", "Amira Hussain", "SW1A 1AA", "YES", "NO"],
     Step.DELETING: ["Hi", "DELETE"],
+    Step.PERSON: ["Hi", "PERSON"],
     Step.VOICE: ["Hi", "SIGN", "YES", "Amira Hussain", "SW1A 1AA", "YES", "NO", "VOICE"],
     Step.VOICE_CONSENT: ["Hi", "SIGN", "YES", "Amira Hussain", "SW1A 1AA", "YES", "NO", "VOICE",
                          "My dad waited too long for treatment"],
