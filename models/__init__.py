@@ -2,6 +2,7 @@
 
 from models.base import Base
 from models.broadcast import Announcement, Delivery, Worker
+from models.inbox import FollowUp, InboxConversation, InboxMessage, SavedReply
 from models.staff import AuditEntry, RateWindow, StaffSession, StaffUser, Voice
 from models.supporters import (
     ChannelCount,
@@ -23,10 +24,14 @@ __all__ = [
     "ConsentRecord",
     "Conversation",
     "Delivery",
+    "FollowUp",
     "Identity",
     "InboundMessage",
+    "InboxConversation",
+    "InboxMessage",
     "Petition",
     "RateWindow",
+    "SavedReply",
     "Signature",
     "StaffSession",
     "StaffUser",

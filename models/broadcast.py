@@ -59,7 +59,9 @@ class Delivery(Base):
                       Index("ix_deliveries_identity_status", "identity_id", "status"))
 
     id: Mapped[intpk]
-    announcement_id: Mapped[int] = mapped_column(ForeignKey("announcements.id"))
+    # NULL for a direct message (a staff reply, a notice to staff), whose own `text` is sent.
+    # Typed int: every query that reads it is about an announcement's own rows.
+    announcement_id: Mapped[int] = mapped_column(ForeignKey("announcements.id"), nullable=True)
     identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id", ondelete="CASCADE"))
     channel: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16))
@@ -73,6 +75,10 @@ class Delivery(Base):
     created_at: Mapped[timestamp]
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    text: Mapped[str | None] = mapped_column(Text)  # a direct message's text, as sent
+    # A staff reply's inbox entry: erasing the supporter or their conversation deletes it.
+    inbox_message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("inbox_messages.id", ondelete="CASCADE"), index=True)
 
 
 class Worker(Base):

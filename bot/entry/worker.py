@@ -2,6 +2,10 @@
 what happened. Any number of workers may run; they share the database and (through Redis)
 the send rate.
 
+Direct messages (a staff reply from the inbox, a notice to staff) share the outbox: a
+delivery with no announcement, carrying its own text. They are sent as soon as claimed,
+also in quiet hours (someone is answering a person who wrote, not broadcasting).
+
 Crash safety: a delivery is `claimed` in batches, then marked `sending` in its own commit
 just before the provider call, and settled in the next commit (which also marks the one
 after it). A worker that disappears leaves `claimed` rows (never attempted: they go back
@@ -54,6 +58,7 @@ log = logging.getLogger("petitionbot.worker")
 HEARTBEAT = 2.0           # seconds between heartbeats
 STALE_AFTER = 15.0        # a worker silent this long is gone; its rows are recovered
 IDLE_SLEEP = 0.5
+QUIET_SLEEP = 5.0         # in quiet hours, only direct messages are looked for
 LOG_EVERY = 10.0          # seconds between progress lines when not in a terminal
 PREPARE = 0.05            # seconds before a send's slot to start its database work
 
@@ -131,9 +136,9 @@ class BroadcastWorker:
         if any(self._busy.values()):
             return False
         with self.sessions() as session:
-            open_rows = session.scalar(select(func.count()).select_from(Delivery).join(
+            open_rows = session.scalar(select(func.count()).select_from(Delivery).outerjoin(
                 Announcement, Announcement.id == Delivery.announcement_id).where(
-                Announcement.status == "sending", Delivery.status.in_(OPEN),
+                WANTED, Delivery.status.in_(OPEN),
                 Delivery.channel.in_(list(self.senders))))
             due = session.scalar(select(func.count()).select_from(Announcement).where(
                 Announcement.status == "scheduled", Announcement.scheduled_at <= self.clock()))
@@ -146,18 +151,15 @@ class BroadcastWorker:
     def _channel_loop(self, channel: str) -> None:
         while not self.stopping.is_set():
             try:
-                if in_quiet_hours(self.clock(), self.config):
-                    self._busy[channel] = False
-                    self.stopping.wait(30)
-                    continue
+                quiet = in_quiet_hours(self.clock(), self.config)
                 prepare = getattr(self.senders[channel], "prepare", None)
                 if prepare is not None:
                     prepare()  # connect first (Telegram's getMe), not inside a paced send
                 with self.sessions.begin() as session:
-                    jobs = self.claim(session, channel)
+                    jobs = self.claim(session, channel, direct_only=quiet)
                 self._busy[channel] = bool(jobs)
                 if not jobs:
-                    self.stopping.wait(IDLE_SLEEP)
+                    self.stopping.wait(QUIET_SLEEP if quiet else IDLE_SLEEP)
                     continue
                 self.send_batch(channel, jobs)
             except Exception:  # a database hiccup must not end the channel's thread
@@ -169,16 +171,21 @@ class BroadcastWorker:
 
     # Claim, send, record ---------------------------------------------------------------
 
-    def claim(self, session: Session, channel: str) -> list[Job]:
+    def claim(self, session: Session, channel: str, direct_only: bool = False) -> list[Job]:
+        """Lease the next batch of due deliveries on `channel` (in quiet hours, with
+        direct_only, only direct messages)."""
         now = self.clock()
         rate = self.config.broadcast.rates.get(channel) or 1000.0
         lease = dt.timedelta(seconds=60 + self.batch / rate * 2)
-        query = (select(Delivery.id).join(Announcement,
-                                          Announcement.id == Delivery.announcement_id)
+        query = (select(Delivery.id).outerjoin(Announcement,
+                                               Announcement.id == Delivery.announcement_id)
                  .where(Delivery.channel == channel, Delivery.status == "pending",
                         or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
-                        Announcement.status == "sending")
-                 .order_by(Delivery.id).limit(self.batch))
+                        Delivery.announcement_id.is_(None) if direct_only else WANTED)
+                 # Direct messages (staff replies, notices) first: an answer must not wait
+                 # behind a national announcement, nor WhatsApp's window close meanwhile.
+                 .order_by(Delivery.announcement_id.is_not(None), Delivery.id)
+                 .limit(self.batch))
         if is_postgres(session):
             query = query.with_for_update(skip_locked=True, of=Delivery)
         ids = list(session.scalars(query))
@@ -190,12 +197,15 @@ class BroadcastWorker:
             select(Delivery.id, Delivery.announcement_id, Delivery.identity_id, Delivery.channel,
                    Identity.address, Delivery.attempts, Identity.last_inbound_at,
                    Announcement.text, Announcement.whatsapp_content_sid,
-                   Announcement.whatsapp_variables)
+                   Announcement.whatsapp_variables, Delivery.text.label("direct_text"))
             .join(Identity, Identity.id == Delivery.identity_id)
-            .join(Announcement, Announcement.id == Delivery.announcement_id)
+            .outerjoin(Announcement, Announcement.id == Delivery.announcement_id)
             .where(Delivery.id.in_(ids)).order_by(Delivery.id)).all()
-        return [Job(r.id, r.announcement_id, r.identity_id, r.channel, r.address, r.attempts,
-                    r.last_inbound_at, self._text(r.announcement_id, r.channel, r.text),
+        # A direct message (no announcement: announcement_id 0 in its Job) is sent as written.
+        return [Job(r.id, r.announcement_id or 0, r.identity_id, r.channel, r.address,
+                    r.attempts, r.last_inbound_at,
+                    r.direct_text or "" if r.announcement_id is None
+                    else self._text(r.announcement_id, r.channel, r.text),
                     r.whatsapp_content_sid, r.whatsapp_variables) for r in rows]
 
     def _text(self, announcement_id: int, channel: str, text: str) -> str:
@@ -381,8 +391,9 @@ _REACHABLE = exists().where(identities.c.id == bindparam("p_identity"),
                             identities.c.unreachable_at.is_(None))
 # Built once: these run for every message a worker sends.
 BEGIN_SEND = update(deliveries).where(
-    _MINE, _REACHABLE, exists().where(announcements.c.id == bindparam("p_announcement"),
-                                      announcements.c.status == "sending")).values(
+    _MINE, _REACHABLE, or_(deliveries.c.announcement_id.is_(None),
+                           exists().where(announcements.c.id == bindparam("p_announcement"),
+                                          announcements.c.status == "sending"))).values(
     status="sending", attempts=deliveries.c.attempts + 1, updated_at=bindparam("p_now"))
 SKIP_UNREACHABLE = update(deliveries).where(_MINE, ~_REACHABLE).values(
     status="skipped", error_code="opted_out", updated_at=bindparam("p_now"))
@@ -392,6 +403,10 @@ SETTLE = update(deliveries).where(
     sent_at=bindparam("p_sent_at"), next_attempt_at=bindparam("p_next"),
     error_code=bindparam("p_error"), used_template=bindparam("p_template"),
     updated_at=bindparam("p_now"), worker=None, lease_until=None)
+
+
+# A delivery to send: a direct message, or one of an announcement that is sending.
+WANTED = or_(Delivery.announcement_id.is_(None), Announcement.status == "sending")
 
 
 def recover(session: Session, now: dt.datetime, stale_after: float = STALE_AFTER) -> None:

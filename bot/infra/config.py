@@ -95,6 +95,25 @@ class Retention:
     inbound_text_days: int
     unfinished_conversation_days: int
     closed_petition_months: int
+    inbox_days: int = 365  # a closed inbox conversation is deleted this long after closing
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DAY_SPAN = r"[A-Za-z]{3}(?:-[A-Za-z]{3})?"
+OFFICE_HOURS = re.compile(rf"^(?P<days>{DAY_SPAN}(?:,{DAY_SPAN})*)"
+                          r" (?P<start>[01]\d|2[0-3]):(?P<sm>[0-5]\d)-(?P<end>[01]\d|2[0-3]):"
+                          r"(?P<em>[0-5]\d)$")
+
+
+@dataclass(frozen=True)
+class Inbox:
+    """When staff answer messages kept for a person, as supporters are told it."""
+
+    answer_within: str = "2 working days"   # "someone will answer within ..."
+    days: tuple[int, ...] = (0, 1, 2, 3, 4)  # office days, Monday = 0
+    opens: dt.time = dt.time(9, 0)
+    closes: dt.time = dt.time(17, 0)
+    timezone: str = "Europe/London"
 
 
 @dataclass(frozen=True)
@@ -139,6 +158,7 @@ class Config:
     staff: Staff = Staff()
     safeguarding: Safeguarding = Safeguarding()
     console: Console = Console()
+    inbox: Inbox = Inbox()
 
     def petition(self, slug: str) -> Petition:
         """The petition with this slug (KeyError when unknown)."""
@@ -226,7 +246,7 @@ def parse_config(data: Mapping[str, Any], base: Path, path: Path | None = None) 
     r = _Reader(data)
     r.unknown(data, "", {"default_petition", "organisation", "privacy", "broadcast", "abuse",
                          "retention", "petitions", "texts", "staff", "safeguarding",
-                         "console"})
+                         "console", "inbox"})
     organisation = _organisation(r)
     privacy = _privacy(r, organisation)
     broadcast = _broadcast(r)
@@ -236,10 +256,11 @@ def parse_config(data: Mapping[str, Any], base: Path, path: Path | None = None) 
                   _positive(r, ab, "abuse", "window_seconds", 600))
     rt = r.table("retention", required=False)
     r.unknown(rt, "retention", {"inbound_text_days", "unfinished_conversation_days",
-                                "closed_petition_months"})
+                                "closed_petition_months", "inbox_days"})
     retention = Retention(_positive(r, rt, "retention", "inbound_text_days", 30),
                           _positive(r, rt, "retention", "unfinished_conversation_days", 30),
-                          _positive(r, rt, "retention", "closed_petition_months", 6))
+                          _positive(r, rt, "retention", "closed_petition_months", 6),
+                          _positive(r, rt, "retention", "inbox_days", 365))
     petitions = _petitions(r, base)
     default = r.value(data, "", "default_petition", str,
                       petitions[0].slug if petitions else "")
@@ -249,11 +270,12 @@ def parse_config(data: Mapping[str, Any], base: Path, path: Path | None = None) 
     staff = _staff(r)
     safeguarding = _safeguarding(r)
     console = _console(r)
+    inbox = _inbox(r)
     if r.errors:
         raise ConfigError(path or "config", r.errors)
     return Config(organisation, privacy, broadcast, abuse, retention, tuple(petitions),
                   default, overrides, path, staff, safeguarding,
-                  console)
+                  console, inbox)
 
 
 def _safeguarding(r: _Reader) -> Safeguarding:
@@ -294,6 +316,42 @@ def _console(r: _Reader) -> Console:
     if price is not None and not 0 <= price <= 10:
         r.errors.append("console.sms_price: GBP per segment, between 0 and 10")
     return Console(second, price)
+
+
+def _inbox(r: _Reader) -> Inbox:
+    t = r.table("inbox", required=False)
+    r.unknown(t, "inbox", {"answer_within", "office_hours", "timezone"})
+    within = r.value(t, "inbox", "answer_within", str, Inbox.answer_within).strip()
+    _gsm(r, "inbox.answer_within", within)
+    if not within or len(within) > 60:
+        r.errors.append("inbox.answer_within: a short phrase, like \"2 working days\"")
+        within = Inbox.answer_within
+    zone = r.value(t, "inbox", "timezone", str, Inbox.timezone)
+    try:
+        zoneinfo.ZoneInfo(zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        r.errors.append(f"inbox.timezone: unknown time zone {zone!r}")
+        zone = Inbox.timezone
+    hours = r.value(t, "inbox", "office_hours", str, "Mon-Fri 09:00-17:00").strip()
+    match = OFFICE_HOURS.match(hours)
+    days: list[int] = []
+    if match:
+        for part in match["days"].lower().split(","):
+            first, _, last = part.partition("-")
+            if first not in WEEKDAYS or (last or first) not in WEEKDAYS:
+                match = None
+                break
+            a, b = WEEKDAYS.index(first), WEEKDAYS.index(last or first)
+            days += range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)]
+    opens = closes = dt.time(0)
+    if match:
+        opens = dt.time(int(match["start"]), int(match["sm"]))
+        closes = dt.time(int(match["end"]), int(match["em"]))
+    if not match or opens >= closes:
+        r.errors.append("inbox.office_hours: like \"Mon-Fri 09:00-17:00\" (days, then "
+                        "opening and closing times)")
+        return Inbox(within, timezone=zone)
+    return Inbox(within, tuple(sorted(set(days))), opens, closes, zone)
 
 
 def _organisation(r: _Reader) -> Organisation:

@@ -58,6 +58,12 @@ PROVIDER_ERRORS = Counter(
 RATE_LIMIT_WAITS = Counter(
     "petitionbot_rate_limit_waits", "Sends that waited for a rate: the channel's configured "
     "pace (pacing), or a provider's 429 / RetryAfter (provider).", ["channel", "reason"])
+FIRST_REPLY_BUCKETS = (60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0,
+                       86400.0, 172800.0, 345600.0, 604800.0)
+FIRST_REPLY_SECONDS = Histogram(
+    "petitionbot_inbox_first_reply_seconds", "Time from a supporter's first message in an "
+    "inbox conversation to the first staff reply, by channel.", ["channel"],
+    buckets=FIRST_REPLY_BUCKETS)
 RATE_LIMIT_WAIT_SECONDS = Counter(
     "petitionbot_rate_limit_wait_seconds", "Seconds spent waiting for a rate, by channel and "
     "reason.", ["channel", "reason"])
@@ -83,6 +89,10 @@ def observe_provider_error(channel: str, error: str) -> None:
     """`error` as SendResult has it ("21610", "400 Bad Request: ..."): its first word."""
     code = (error.split() or ["unknown"])[0][:32]
     PROVIDER_ERRORS.labels(_channel(channel), code).inc()
+
+
+def observe_first_reply(channel: str, seconds: float) -> None:
+    FIRST_REPLY_SECONDS.labels(_channel(channel)).observe(max(seconds, 0.0))
 
 
 def observe_wait(channel: str, reason: str, seconds: float) -> None:
@@ -162,7 +172,7 @@ class DatabaseCollector(Collector):
         return []  # no query at registration
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from models import Announcement, ChannelCount, Delivery, Petition
+        from models import Announcement, ChannelCount, Delivery, InboxConversation, Petition
 
         up = GaugeMetricFamily("petitionbot_database_up",
                                "1 when the database answered this scrape.")
@@ -172,6 +182,8 @@ class DatabaseCollector(Collector):
         held = GaugeMetricFamily(
             "petitionbot_petition_signatures", "Signatures held, by petition and channel.",
             labels=["petition", "channel"])
+        waiting = GaugeMetricFamily(
+            "petitionbot_inbox_waiting", "Open inbox conversations waiting for a staff answer.")
         try:
             with self.engine.connect() as connection:
                 open_rows = dict(connection.execute(
@@ -183,6 +195,10 @@ class DatabaseCollector(Collector):
                 counts = connection.execute(
                     select(Petition.slug, ChannelCount.channel, ChannelCount.count)
                     .join(Petition, Petition.id == ChannelCount.petition_id)).all()
+                waits = connection.scalar(
+                    select(func.count()).select_from(InboxConversation)
+                    .where(InboxConversation.status == "open",
+                           InboxConversation.waiting_since.is_not(None))) or 0
         except SQLAlchemyError:
             up.add_metric([], 0)
             yield up
@@ -192,9 +208,11 @@ class DatabaseCollector(Collector):
             depth.add_metric([channel], int(open_rows.get(channel, 0)))
         for slug, channel, count in counts:
             held.add_metric([slug, channel], int(count))
+        waiting.add_metric([], int(waits))
         yield up
         yield depth
         yield held
+        yield waiting
 
 
 class _ThisProcess(Collector):

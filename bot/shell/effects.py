@@ -15,7 +15,7 @@ from bot.core import conversation as core
 from bot.core.conversation import Channel, Signed
 from bot.core.postcodes import postcode_area
 from bot.infra.config import Config
-from bot.shell import people
+from bot.shell import inbox, people
 from bot.shell.broadcast import milestone_drafts, skip_pending_for
 from bot.shell.counts import Counts
 from bot.shell.unit_of_work import UnitOfWork
@@ -116,6 +116,9 @@ class Effects:
                         "p_petition_id": self.petition_id(work, slug),
                         "p_consent_id": consent_ids.get(("updates", slug)),
                         "p_created_at": now})
+                case core.ForAPerson(text, flagged):  # the staff inbox
+                    inbox.keep(work, sender, channel, text, flagged, now, provider_id=evidence,
+                               staff_telegram_ids=self.config.staff.telegram_ids)
                 case core.OptOut():
                     self._opt_out(work, sender, channel, evidence, now)
                 case core.OptIn():

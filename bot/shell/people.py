@@ -37,7 +37,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from bot.core.conversation import Channel, SignatureView, State, Step, SupporterView
+from bot.core.conversation import (
+    Channel,
+    SignatureView,
+    State,
+    Step,
+    SupporterView,
+    VoiceView,
+)
 from bot.core.render import Message
 from bot.shell import throttle
 from bot.shell.unit_of_work import UnitOfWork
@@ -47,6 +54,8 @@ from models import (
     Conversation,
     Identity,
     InboundMessage,
+    InboxConversation,
+    InboxMessage,
     Petition,
     Signature,
     Subscription,
@@ -63,6 +72,7 @@ from models.tables import (
     signatures,
     subscriptions,
     supporters,
+    voices,
 )
 
 
@@ -104,6 +114,7 @@ class Sender:
     reply_times: list[float] | None = None  # their person's reply budget (bot.core.budget)
     over_budget_at: datetime | None = None
     signatures: tuple[SignatureView, ...] = ()  # their person's, on any channel
+    voices: tuple[VoiceView, ...] = ()  # the "why I signed" their person left
     subscribed: frozenset[str] = frozenset()  # petitions with updates on this identity
     written: dict[str, Any] = field(default_factory=dict, repr=False)  # WATCHED, as stored
 
@@ -120,7 +131,8 @@ class Sender:
     @property
     def facts(self) -> SupporterView:
         return SupporterView(opted_out=self.opted_out_at is not None,
-                             signatures=self.signatures, subscribed=self.subscribed)
+                             signatures=self.signatures, subscribed=self.subscribed,
+                             voices=self.voices)
 
 
 # Loading ---------------------------------------------------------------------------------
@@ -150,6 +162,7 @@ _COLUMNS: dict[str, ColumnElement[Any]] = {
     "name": signatures.c.name, "postcode": signatures.c.postcode,
     "country": signatures.c.country,
     "replies": inbound_messages.c.replies,
+    "text": voices.c.text, "status": voices.c.status, "publish": voices.c.publish_consent,
 }
 
 
@@ -167,8 +180,8 @@ _PERSON_FACTS: dict[str, ColumnElement[Any]] = {
     "reply_times": supporters.c.reply_times, "over_budget_at": supporters.c.over_budget_at}
 # Everything a message needs to know about its sender, in one statement: their identity,
 # conversation and person (or, from a new address, the person with their phone number),
-# the person's signatures, the identity's subscriptions, and whether this message was
-# answered already.
+# the person's signatures and voices, the identity's subscriptions, and whether this
+# message was answered already.
 FIND = union_all(
     _rows("sender", {
         "identity_id": identities.c.id, "opted_out_at": identities.c.opted_out_at,
@@ -189,6 +202,10 @@ FIND = union_all(
         "country": signatures.c.country})
     .select_from(signatures.join(petitions, petitions.c.id == signatures.c.petition_id))
     .where(signatures.c.supporter_id == _PERSON),
+    _rows("voice", {"petition": petitions.c.slug, "text": voices.c.text,
+                    "status": voices.c.status, "publish": voices.c.publish_consent})
+    .select_from(voices.join(petitions, petitions.c.id == voices.c.petition_id))
+    .where(voices.c.supporter_id == _PERSON),
     _rows("subscribed", {"petition": petitions.c.slug})
     .select_from(subscriptions.join(petitions, petitions.c.id == subscriptions.c.petition_id))
     .where(subscriptions.c.identity_id == _IDENTITY),
@@ -208,6 +225,7 @@ class Found:
     signatures: tuple[SignatureView, ...] = ()
     subscribed: frozenset[str] = frozenset()
     replay: Replay | None = None
+    voices: tuple[VoiceView, ...] = ()
 
     @property
     def supporter_id(self) -> int | None:
@@ -222,6 +240,7 @@ def find(work: UnitOfWork, channel: Channel, address: str, phone: str = "",
     """FIND: the sender at `address` (or who has `phone`), and the replay of `provider_id`."""
     sender = person = replay = None
     signed: list[SignatureView] = []
+    voiced: list[VoiceView] = []
     subscribed: set[str] = set()
     for row in work.rows(FIND, {"channel": channel.value, "address": address,
                                 "phone": phone, "provider_id": provider_id}):
@@ -235,12 +254,15 @@ def find(work: UnitOfWork, channel: Channel, address: str, phone: str = "",
                     petition=row.petition, number=row.number, signed_at=row.signed_at,
                     channel=_CHANNELS[row.channel], name=row.name, postcode=row.postcode or "",
                     country=row.country or ""))
+            case "voice":
+                voiced.append(VoiceView(petition=row.petition, text=row.text,
+                                        status=row.status, publish=bool(row.publish)))
             case "subscribed":
                 subscribed.add(row.petition)
             case "replay":
                 replay = Replay(tuple(Message(r["text"], tuple(r["options"]))
                                       for r in row.replies or ()))
-    return Found(sender, person, tuple(signed), frozenset(subscribed), replay)
+    return Found(sender, person, tuple(signed), frozenset(subscribed), replay, tuple(voiced))
 
 
 def load(work: UnitOfWork, channel: Channel, address: str, phone: str, provider_id: str,
@@ -280,7 +302,7 @@ def from_found(found: Found) -> Sender:
             identity.step, identity.data, identity.version),
         reply_times=person.reply_times if person else None,
         over_budget_at=person.over_budget_at if person else None,
-        signatures=found.signatures, subscribed=found.subscribed)
+        signatures=found.signatures, voices=found.voices, subscribed=found.subscribed)
 
 
 def _enrol(work: UnitOfWork, channel: Channel, address: str, phone: str, found: Found,
@@ -301,7 +323,7 @@ def _enrol(work: UnitOfWork, channel: Channel, address: str, phone: str, found: 
                   phone=person.phone if person else (phone or None),
                   reply_times=person.reply_times if person else None,
                   over_budget_at=person.over_budget_at if person else None,
-                  signatures=found.signatures)
+                  signatures=found.signatures, voices=found.voices)
 
 
 NEW_PHONELESS_SUPPORTER = (insert(supporters).values(created_at=bindparam("p_created_at"))
@@ -518,12 +540,35 @@ def merge_supporters(conn: Connection, source: int, target: int) -> None:
     for model in (Signature, ConsentRecord, Identity, Voice):
         conn.execute(update(model).where(model.supporter_id == source)
                      .values(supporter_id=target))
+    _merge_inbox(conn, source, target)
     conn.execute(delete(supporters).where(supporters.c.id == source))
 
 
+def _merge_inbox(conn: Connection, source: int, target: int) -> None:
+    """Their inbox conversations go with them (a flagged one above all); if both people had
+    an open one, the source's messages join the target's, which stays the one open."""
+    C = InboxConversation
+    facts = (C.id, C.flagged, C.waiting_since, C.last_message_at)
+    mine = conn.execute(select(*facts).where(C.open_supporter_id == source)).one_or_none()
+    theirs = conn.execute(select(*facts).where(C.open_supporter_id == target)).one_or_none()
+    if mine is not None and theirs is not None:
+        conn.execute(update(InboxMessage).where(InboxMessage.conversation_id == mine.id)
+                     .values(conversation_id=theirs.id))
+        waiting = [w for w in (mine.waiting_since, theirs.waiting_since) if w is not None]
+        conn.execute(update(C).where(C.id == theirs.id).values(
+            flagged=mine.flagged or theirs.flagged,
+            waiting_since=min(waiting) if waiting else None,
+            last_message_at=max(mine.last_message_at, theirs.last_message_at)))
+        conn.execute(delete(C).where(C.id == mine.id))
+    conn.execute(update(C).where(C.supporter_id == source).values(supporter_id=target))
+    conn.execute(update(C).where(C.open_supporter_id == source)
+                 .values(open_supporter_id=target))
+
+
 def erase_supporter(session: Session | Connection, supporter_id: int | None) -> None:
-    """Really delete a person: signatures (counts follow), consent, voices, subscriptions,
-    conversations and identities; an identity that said STOP stays, bare, as suppression."""
+    """Really delete a person: signatures (counts follow), consent, voices, inbox messages,
+    subscriptions, conversations and identities; an identity that said STOP stays, bare,
+    as suppression."""
     if supporter_id is None:
         return
     for petition_id, channel in session.execute(
@@ -534,6 +579,10 @@ def erase_supporter(session: Session | Connection, supporter_id: int | None) -> 
         select(Identity.id).where(Identity.supporter_id == supporter_id)))
     session.execute(delete(Signature).where(Signature.supporter_id == supporter_id))
     session.execute(delete(Voice).where(Voice.supporter_id == supporter_id))
+    # The staff inbox: their messages, staff replies (and those replies' deliveries),
+    # notes and follow-ups go with the conversation (ON DELETE CASCADE).
+    session.execute(delete(InboxConversation).where(
+        InboxConversation.supporter_id == supporter_id))
     session.execute(delete(Subscription).where(Subscription.identity_id.in_(identity_ids)))
     session.execute(delete(Conversation).where(Conversation.identity_id.in_(identity_ids)))
     session.execute(update(InboundMessage).where(InboundMessage.identity_id.in_(identity_ids))

@@ -12,6 +12,11 @@
   petition, number, channel, nation, postcode area and date stay, so every count stays.
   Whoever is then left with nothing on a live petition is forgotten as above; a signature
   of someone still active elsewhere is moved to a new, empty supporter record.
+- A closed staff-inbox conversation is deleted `inbox_days` after it was closed (the
+  supporter's words, staff replies and notes, follow-ups), and one left open when nothing
+  was said in it for `inbox_days`; someone with an open one is not forgotten for being
+  idle meanwhile. Notices to staff (a link, nothing personal) go once sent and
+  `inbound_text_days` old.
 - The suppression list is never purged: a forgotten person who said STOP stays as a bare
   address (channel, address, when), so they are never messaged again.
 
@@ -31,7 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, delete, exists, func, or_, select, text, update
+from sqlalchemy import ColumnElement, and_, case, delete, exists, func, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.core.conversation import State, Step
@@ -45,6 +50,7 @@ from models import (
     Delivery,
     Identity,
     InboundMessage,
+    InboxConversation,
     Petition,
     RateWindow,
     Signature,
@@ -78,6 +84,7 @@ class Report:
     subscriptions: int = 0          # subscriptions to closed petitions removed
     deliveries: int = 0             # delivery records of those people / petitions removed
     voices: int = 0                 # unpublished voices removed
+    inbox_conversations: int = 0    # closed staff-inbox conversations removed
     suppressed: int = 0             # addresses on the suppression list (kept)
     dry_run: bool = False
 
@@ -96,6 +103,7 @@ class Report:
             f"  subscriptions removed              {self.subscriptions:>8,}",
             f"  delivery records removed           {self.deliveries:>8,}",
             f"  unpublished voices removed         {self.voices:>8,}",
+            f"  inbox conversations removed        {self.inbox_conversations:>8,}",
             f"Suppression list kept: {self.suppressed:,} address(es).",
         ]
 
@@ -136,6 +144,16 @@ def purge(session: Session, config: Config, now: dt.datetime) -> Report:
     # Rate windows (login throttle, an erased person's reply budget) count nothing after
     # a day; their keys are keyed hashes, but nothing is kept longer than it is used.
     session.execute(delete(RateWindow).where(RateWindow.updated_at < now - REPLIES_KEPT))
+    # A conversation nobody closed goes too once nothing was said in it for as long.
+    inbox_cutoff = now - dt.timedelta(days=kept.inbox_days)
+    report.inbox_conversations = _count(session.execute(delete(InboxConversation).where(
+        or_(and_(InboxConversation.status == "closed",
+                 InboxConversation.closed_at < inbox_cutoff),
+            InboxConversation.last_message_at < inbox_cutoff))))
+    report.deliveries += _count(session.execute(delete(Delivery).where(
+        Delivery.announcement_id.is_(None), Delivery.inbox_message_id.is_(None),
+        Delivery.status.not_in(("pending", "claimed", "sending")),
+        Delivery.created_at < cutoff)))
     slugs = expired_petitions(config, now)
     if slugs:
         _anonymise(session, list(session.scalars(
@@ -148,7 +166,9 @@ def purge(session: Session, config: Config, now: dt.datetime) -> Report:
         ~exists().where(Identity.supporter_id == Supporter.id,
                         func.coalesce(Identity.last_inbound_at, Identity.created_at) >= idle),
         ~exists().where(Subscription.identity_id == Identity.id,
-                        Identity.supporter_id == Supporter.id))))
+                        Identity.supporter_id == Supporter.id),
+        ~exists().where(InboxConversation.supporter_id == Supporter.id,
+                        InboxConversation.status == "open"))))
     _forget(session, never_signed, report)
     report.suppressed = session.scalar(select(func.count()).select_from(Identity).where(
         Identity.opted_out_at.is_not(None))) or 0

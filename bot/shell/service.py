@@ -25,7 +25,7 @@ from bot.core.texts import Phrase, Texts
 from bot.infra import metrics
 from bot.infra.clock import utcnow
 from bot.infra.config import Config
-from bot.shell import people
+from bot.shell import inbox, people
 from bot.shell.broadcast import skip_pending_for
 from bot.shell.counts import Counts
 from bot.shell.effects import Counted, Effects
@@ -219,7 +219,7 @@ class Service:
         if core.shows_voices(outcome):
             # Read for each message that shows them (never kept in a process, so an erased
             # voice is gone everywhere at once), then the core is asked again.
-            context = replace(context, petitions=self._petitions(work, msg.channel, voices=True))
+            context = replace(context, petitions=self._petitions(work, voices=True))
             outcome = core.handle(state, inbound, context, now)
         verdict = self._spend(work, sender, outcome, msg, now)
         if verdict != Verdict.REPLY and not core.binding_over_budget(state, outcome):
@@ -255,19 +255,19 @@ class Service:
 
     def _context(self, work: UnitOfWork, sender: people.Sender,
                  channel: Channel) -> core.Context:
+        told, answer, kept = inbox.inbox_context(work, sender, self.clock(), self.config.inbox)
         return core.Context(
-            self._petitions(work, channel), self.config.default_petition, sender.facts,
+            self._petitions(work), self.config.default_petition, sender.facts,
             self.config.privacy.version,
             offer_phone_link=channel == Channel.TELEGRAM and sender.supporter_id is not None
             and not sender.phone,
             distress_words=self.config.safeguarding.words,
-            telegram_username=self.telegram_username)
+            telegram_username=self.telegram_username,
+            inbox_told=told, inbox_answer=answer, inbox_messages=kept)
 
-    def _petitions(self, work: UnitOfWork, channel: Channel,
-                   voices: bool = False) -> dict[str, core.PetitionView]:
+    def _petitions(self, work: UnitOfWork, voices: bool = False) -> dict[str, core.PetitionView]:
         return self.catalogue.views(self.counts(work.conn),
-                                    self.voices(work.conn) if voices else None,
-                                    long_pages=channel != Channel.SMS)
+                                    self.voices(work.conn) if voices else None)
 
     def _spend(self, work: UnitOfWork, sender: people.Sender, outcome: Outcome,
                msg: Received, now: datetime) -> Verdict:

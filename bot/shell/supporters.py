@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.core.phones import mask, normalise_phone
+from bot.shell import inbox
 from bot.shell.people import erase_supporter
 from models import (
     Announcement,
@@ -108,9 +109,10 @@ def subject_access(session: Session, supporter_id: int) -> dict[str, Any] | None
     messages = session.scalars(select(InboundMessage)
                                .where(InboundMessage.identity_id.in_(identity_ids))
                                .order_by(InboundMessage.received_at)).all()
+    # Announcements, and direct messages (staff replies from the inbox) with their own text.
     deliveries = session.execute(
-        select(Delivery, Announcement.text).join(Announcement,
-                                                 Announcement.id == Delivery.announcement_id)
+        select(Delivery, func.coalesce(Delivery.text, Announcement.text)).outerjoin(
+            Announcement, Announcement.id == Delivery.announcement_id)
         .where(Delivery.identity_id.in_(identity_ids)).order_by(Delivery.id)).all()
     return {
         "supporter": {"id": supporter.id, "phone": supporter.phone,
@@ -142,6 +144,7 @@ def subject_access(session: Session, supporter_id: int) -> dict[str, Any] | None
         "messages_sent": [{"announcement": d.announcement_id, "channel": d.channel,
                            "status": d.status, "sent_at": _iso(d.sent_at), "text": text}
                           for d, text in deliveries],
+        "inbox": inbox.subject_access(session, supporter_id),
     }
 
 
