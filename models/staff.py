@@ -88,3 +88,20 @@ class RateWindow(Base):
     hits: Mapped[list[float]] = mapped_column(JSON)  # epoch seconds, newest last
     noticed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())  # over-budget notice
     updated_at: Mapped[timestamp] = mapped_column(index=True)
+
+
+class ApiToken(Base):
+    """A staff member's key to the staff API (/api/v1): it acts with their role and name.
+    Only a hash of the token is kept, so a copy of the table opens nothing; a revoked token
+    stays, for the record of who had one and when it was last used."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[intpk]
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    staff_user_id: Mapped[int] = mapped_column(
+        ForeignKey("staff_users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[timestamp]
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())

@@ -18,7 +18,7 @@ from bot.infra.db_errors import database_unavailable
 from bot.infra.settings import Settings, local_secret_key, quiet_library_loggers
 from bot.shell.service import Service
 from models.db import make_engine, make_sessions
-from webhooks import api, console, ops, twilio
+from webhooks import api, api_v1, console, ops, twilio
 from webhooks import telegram as telegram_webhook
 from webhooks.runtime import Runtime
 
@@ -70,9 +70,11 @@ def create_app(config: Settings | None = None) -> Flask:
     csrf = CSRFProtect(app)  # every form; providers' webhooks authenticate by signature
     csrf.exempt(twilio.bp)
     csrf.exempt(telegram_webhook.bp)
+    csrf.exempt(api_v1.bp)  # a bearer token, never a cookie: nothing to forge
     app.register_blueprint(twilio.bp)
     app.register_blueprint(telegram_webhook.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(api_v1.bp)
     console.init_app(app)
     ops.install(app, settings)  # proxy trust, request ids, /healthz, /metrics
 

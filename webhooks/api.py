@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, abort, jsonify
-from sqlalchemy import select
 
-from models import ChannelCount, Petition
+from bot.shell.counts import public_counts
 from webhooks.runtime import runtime
 
 bp = Blueprint("api", __name__)
@@ -19,19 +18,6 @@ def petition(slug: str) -> Response:
     except KeyError:
         abort(404, "no such petition")
     with rt.sessions() as session:
-        row = session.execute(select(Petition.id, Petition.signature_count)
-                              .where(Petition.slug == slug)).one()
-        # .all(): dict() of a Result itself reads it as a mapping (Result has .keys()).
-        by_channel = dict(session.execute(select(ChannelCount.channel, ChannelCount.count)
-                                          .where(ChannelCount.petition_id == row.id)).all())
-    external = [{"source": e.source, "count": e.count} for e in content.external]
-    here = row.signature_count
-    return jsonify({
-        "slug": content.slug, "title": content.title, "goal": content.goal,
-        "counts": {
-            "total": here + content.external_count,
-            "here": here,
-            "external": external,
-            "by_channel": {c: by_channel.get(c, 0) for c in ("sms", "whatsapp", "telegram")},
-        },
-    })
+        counts = public_counts(session, content)
+    return jsonify({"slug": content.slug, "title": content.title, "goal": content.goal,
+                    "counts": counts})

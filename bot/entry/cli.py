@@ -160,6 +160,87 @@ def _read_password() -> str:
     return first
 
 
+@main.group()
+def token() -> None:
+    """Staff API tokens (/api/v1): each acts with its staff member's role and name."""
+
+
+@token.command("create")
+@click.argument("email")
+@click.option("--name", default="API token", show_default=True,
+              help="What the token is for, e.g. CRM sync.")
+def token_create(email: str, name: str) -> None:
+    """Make a token for a staff member. It is printed once, alone on the last line; only
+    its hash is kept."""
+    from bot.shell import api_tokens
+    from bot.shell import staff as accounts
+    from models.db import make_engine, make_sessions
+
+    settings = _settings()
+    require_current_schema(settings)
+    now = utcnow()
+    with make_sessions(make_engine(settings.database_url)).begin() as session:
+        try:
+            issued = api_tokens.issue_for_email(session, email, name, now)
+        except accounts.StaffError as error:
+            raise click.ClickException(str(error)) from None
+        accounts.audit(session, "cli:" + os.environ.get("USER", "operator"), "token.create",
+                       f"token:{issued.id}", {"staff": accounts.normalise_email(email)}, now)
+    click.echo(f"Token {issued.id} ({issued.name}) for {accounts.normalise_email(email)}; "
+               "it is shown only now:")
+    click.echo(issued.secret)
+
+
+@token.command("list")
+@click.argument("email", required=False)
+def token_list(email: str | None) -> None:
+    """Tokens (one staff member's, or everyone's), newest first; never the tokens."""
+    from sqlalchemy import select
+
+    from bot.shell import api_tokens
+    from bot.shell.staff import normalise_email
+    from models import StaffUser
+    from models.db import make_engine, make_sessions
+
+    settings = _settings()
+    require_current_schema(settings)
+    with make_sessions(make_engine(settings.database_url))() as session:
+        emails = dict(session.execute(select(StaffUser.id, StaffUser.email)).tuples().all())
+        user_id = None
+        if email is not None:
+            user_id = next((i for i, e in emails.items() if e == normalise_email(email)), None)
+            if user_id is None:
+                raise click.ClickException(f"{normalise_email(email)} has no staff account")
+        rows = api_tokens.tokens_of(session, user_id)
+    for row in rows:
+        state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
+        used = f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "never"
+        click.echo(f"{row.id}\t{emails.get(row.staff_user_id, '?')}\t{row.name}\t"
+                   f"created {row.created_at:%Y-%m-%d %H:%M}\tlast used {used}\t{state}")
+    if not rows:
+        click.echo("No tokens.")
+
+
+@token.command("revoke")
+@click.argument("token_id", type=click.IntRange(1, 2**63 - 1))
+def token_revoke(token_id: int) -> None:
+    """Revoke a token by its number (`petitionbot token list`): it opens nothing from now."""
+    from bot.shell import api_tokens
+    from bot.shell import staff as accounts
+    from models.db import make_engine, make_sessions
+
+    settings = _settings()
+    require_current_schema(settings)
+    now = utcnow()
+    with make_sessions(make_engine(settings.database_url)).begin() as session:
+        row = api_tokens.revoke(session, token_id, now)
+        if row is None:
+            raise click.ClickException(f"there is no token {token_id}")
+        accounts.audit(session, "cli:" + os.environ.get("USER", "operator"), "token.revoke",
+                       f"token:{token_id}", None, now)
+    click.echo(f"Token {token_id} is revoked.")
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)

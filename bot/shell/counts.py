@@ -1,13 +1,17 @@
 """The signature counts a process shows: the kept counters (no COUNT(*)), re-read at most
-once a second, with the process's own new signatures shown at once."""
+once a second, with the process's own new signatures shown at once; and a petition's
+counts as the public JSON and the staff API give them."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
+from bot.infra.config import Petition as PetitionContent
+from models import ChannelCount, Petition
 from models.tables import petitions
 
 COUNTS_TTL = 1.0  # seconds a process may show a count before re-reading it
@@ -40,3 +44,23 @@ class Counts:
 
 
 __all__ = ["COUNTS_TTL", "Counts"]
+
+
+CHANNELS = ("sms", "whatsapp", "telegram")
+
+
+def public_counts(session: Session, content: PetitionContent) -> dict[str, Any]:
+    """A petition's counts as the public JSON and the staff API give them: the total, those
+    collected here (by channel) and those collected elsewhere (by source)."""
+    row = session.execute(select(Petition.id, Petition.signature_count)
+                          .where(Petition.slug == content.slug)).one_or_none()
+    by_channel: dict[str, int] = {} if row is None else dict(session.execute(
+        select(ChannelCount.channel, ChannelCount.count)
+        .where(ChannelCount.petition_id == row.id)).all())
+    here = 0 if row is None else int(row.signature_count)
+    return {
+        "total": here + content.external_count,
+        "here": here,
+        "external": [{"source": e.source, "count": e.count} for e in content.external],
+        "by_channel": {c: by_channel.get(c, 0) for c in CHANNELS},
+    }

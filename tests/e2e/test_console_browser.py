@@ -403,7 +403,7 @@ def test_the_simulator_signs_a_test_supporter_and_the_live_totals_stay(
     expect(last_bot()).to_contain_text("will store your name")
     press("Yes", "What is your full name?")
     say("Simone Simulated", "What is your UK postcode?")
-    say("G2 1AA", "Reply YES to sign")
+    say("G2 1AA", "Shall we sign the petition")
     expect(last_bot()).to_contain_text("Name: Simone Simulated")
     press("Yes", "Would you like updates")
     signed = transcript.locator("li.bot", has_text="you have signed")

@@ -22,7 +22,7 @@ from werkzeug.security import check_password_hash
 
 from bot.infra.config import Config
 from bot.infra.settings import Settings
-from bot.shell import broadcast
+from bot.shell import api_tokens, broadcast
 from models import (
     Announcement,
     AuditEntry,
@@ -30,7 +30,9 @@ from models import (
     Delivery,
     Identity,
     InboundMessage,
+    InboxMessage,
     Petition,
+    SavedReply,
     Signature,
     StaffUser,
     Subscription,
@@ -46,6 +48,7 @@ from tests.integration.console_helpers import (
     email_of,
     signer,
 )
+from tests.integration.inbox_helpers import waiting
 from tests.integration.twilio_helpers import Texter
 
 AMIRA, BEN, CARYS = "+447700900123", "+447700900456", "+447700900789"
@@ -285,7 +288,7 @@ def test_run_on_a_fresh_database_says_how_to_create_the_first_admin(
 @dataclasses.dataclass(frozen=True)
 class Route:
     method: str
-    path: str          # {draft}, {voice}, {supporter} are filled in from the world
+    path: str          # {draft}, {voice}, {supporter}... are filled in from the world
     role: str          # the least role that may use it
     ok: int            # the status it answers that role with
     data: tuple[tuple[str, str], ...] = ()
@@ -322,8 +325,26 @@ ROUTES = [
     Route("POST", "/staff/simulator/sms/send", "viewer", 200, (("text", "Hi"),)),
     Route("POST", "/staff/simulator/reset", "viewer", 303),
     Route("GET", "/staff/audit", "admin", 200),
+    Route("GET", "/staff/inbox", "viewer", 200),
+    Route("GET", "/staff/inbox/{conversation}", "viewer", 200),
+    Route("POST", "/staff/inbox/{conversation}/preview.json", "editor", 200,
+          (("text", "Hello"),)),
+    Route("POST", "/staff/inbox/{conversation}/reply", "editor", 303, (("text", "Hello"),)),
+    Route("POST", "/staff/inbox/{conversation}/assign", "editor", 303),
+    Route("POST", "/staff/inbox/{conversation}/note", "editor", 303, (("note", "Rang"),)),
+    Route("POST", "/staff/inbox/{conversation}/messages/{message}/follow-up", "editor", 303,
+          (("action", "Rang them"),)),
+    Route("POST", "/staff/inbox/{conversation}/close", "editor", 303),
+    Route("GET", "/staff/inbox/replies", "editor", 200),
+    Route("POST", "/staff/inbox/replies", "editor", 303, (("title", "Hi"), ("text", "Hi"))),
+    Route("POST", "/staff/inbox/replies/{saved}/delete", "editor", 303),
+    Route("GET", "/staff/account/tokens", "viewer", 200),
+    Route("POST", "/staff/account/tokens", "viewer", 200, (("name", "Reporting"),)),
+    Route("POST", "/staff/account/tokens/{token}/revoke", "viewer", 303),
     Route("POST", "/staff/logout", "viewer", 302),
 ]
+ONES = {"draft": 1, "voice": 1, "supporter": 1, "conversation": 1, "message": 1, "saved": 1,
+        "token": 1}
 RANK = ["viewer", "editor", "admin"]
 
 
@@ -344,7 +365,21 @@ def world(app: Flask, twilio: FlaskClient, config: Config, staff_ids: dict[str, 
         session.flush()
         voice_id = voice.id
     draft = draft_by(sessions, config, email_of("editor"))
-    return {"draft": draft, "voice": voice_id, "supporter": supporter}
+    conversation = waiting(sessions, "+447700900555", "Is there a march?", flagged=True)
+    with sessions.begin() as session:
+        message = session.scalar(select(InboxMessage.id).where(
+            InboxMessage.conversation_id == conversation))
+        saved = SavedReply(title="Hand-in", text="On Friday.", created_by=email_of("editor"),
+                           created_at=dt.datetime.now(dt.UTC))
+        session.add(saved)
+        user = session.get(StaffUser, staff_ids["admin"])
+        assert message is not None and user is not None
+        token = api_tokens.issue(session, user, "script", dt.datetime.now(dt.UTC)).id
+        session.flush()
+        saved_id = saved.id
+    return {"draft": draft, "voice": voice_id, "supporter": supporter,
+            "conversation": conversation, "message": message, "saved": saved_id,
+            "token": token}
 
 
 def test_the_role_table_covers_every_console_route(app: Flask) -> None:
@@ -354,11 +389,11 @@ def test_the_role_table_covers_every_console_route(app: Flask) -> None:
                 if rule.endpoint.startswith("staff.")}
     assert declared == set(ROLES), "every console view is declared with route(rule, role)"
     adapter = app.url_map.bind("localhost")
-    tested = {adapter.match(r.path.split("?")[0].format(draft=1, voice=1, supporter=1),
+    tested = {adapter.match(r.path.split("?")[0].format(**ONES),
                             method=r.method)[0] for r in ROUTES}
     assert tested | {"staff.login", "staff.static"} == declared
     for r in ROUTES:
-        endpoint = adapter.match(r.path.split("?")[0].format(draft=1, voice=1, supporter=1),
+        endpoint = adapter.match(r.path.split("?")[0].format(**ONES),
                                  method=r.method)[0]
         assert ROLES[endpoint] == r.role, endpoint
 

@@ -17,8 +17,10 @@ from webhooks.console import (  # noqa: F401  (importing a module registers its 
     auth,
     dashboard,
     handin,
+    inbox,
     simulator,
     supporters,
+    tokens,
     voices,
 )
 from webhooks.console.access import IdConverter, bp

@@ -99,3 +99,32 @@ class EraseForm(FlaskForm):
 class SimulatorForm(FlaskForm):
     text = StringField("Your message", validators=[Length(max=1600)],
                        render_kw={"autocomplete": "off"})
+
+
+class TokenForm(FlaskForm):
+    name = StringField("What is it for?", validators=[DataRequired(), Length(max=80)],
+                       description="e.g. CRM sync. The token acts as you, with your role.",
+                       render_kw={"autocomplete": "off", "maxlength": 80})
+
+
+class ReplyForm(FlaskForm):
+    text = TextAreaField("Reply", validators=[DataRequired(), Length(max=1600)],
+                         render_kw={"rows": 5, "maxlength": 1600})
+
+
+class NoteForm(FlaskForm):
+    note = TextAreaField("Your note", validators=[DataRequired(), Length(max=2000)],
+                         description="Only staff see notes; the supporter never does.",
+                         render_kw={"rows": 3, "maxlength": 2000})
+
+
+class FollowUpForm(FlaskForm):
+    action = TextAreaField("What was done", validators=[DataRequired(), Length(max=2000)],
+                           render_kw={"rows": 2, "maxlength": 2000})
+
+
+class SavedReplyForm(FlaskForm):
+    title = StringField("Title", validators=[DataRequired(), Length(max=80)],
+                        render_kw={"autocomplete": "off", "maxlength": 80})
+    text = TextAreaField("Text", validators=[DataRequired(), Length(max=1600)],
+                         render_kw={"rows": 4, "maxlength": 1600})

@@ -1,0 +1,116 @@
+// A conversation's reply box: as staff type, ask preview.json what the supporter's channel
+// will do with the text (SMS segments and cost, Telegram's rendering, WhatsApp's window)
+// and draw it; a saved reply picked from the list fills the box. Everything from the server
+// is put on the page as text, never as markup.
+"use strict";
+(() => {
+  const form = document.getElementById("reply");
+  const out = document.getElementById("reply-preview");
+  if (!form || !out) return;
+  const box = form.elements.namedItem("text");
+  const send = document.getElementById("send");
+  const reach = document.getElementById("reach");
+  const saved = document.getElementById("saved-reply");
+  const token = document.querySelector('meta[name="csrf-token"]').content;
+  const format = (n) => Number(n).toLocaleString("en-GB");
+  let timer = 0;
+  let sequence = 0;
+
+  function el(tag, text, className) {
+    const node = document.createElement(tag);
+    if (text !== undefined) node.textContent = text;
+    if (className) node.className = className;
+    return node;
+  }
+
+  function sms(s) {
+    const parts = [el("h3", "SMS, as it will arrive"), el("pre", s.text)];
+    const summary = `${format(s.length)} characters, ${s.gsm7 ? "GSM-7" : "not GSM-7"}, ` +
+      `${s.segments} segment(s). Estimated cost: £${s.cost.toFixed(2)} (${s.segments} × £${s.price}).`;
+    parts.push(el("p", summary, "sms-summary"));
+    if (s.replaced.length) {
+      const list = s.replaced.map((u) => `${u.character} (${u.name}) → ${u.becomes}`).join(", ");
+      const warning = el("p", `These characters would force Unicode (70 characters a segment, ` +
+        `${s.unicode_segments} segment(s)); they are replaced for SMS: ${list}`, "warning");
+      warning.setAttribute("role", "alert");
+      parts.push(warning);
+    }
+    if (s.too_long) {
+      parts.push(el("p", `Longer than ${s.most_segments} segments: shorten it so it reads as one message.`, "warning"));
+    }
+    return parts;
+  }
+
+  function telegram(t) {
+    const parts = [el("h3", "Telegram, as it will show"), el("pre", t.text)];
+    const details = el("details");
+    details.append(el("summary", "As sent (HTML)"), el("pre", t.html));
+    parts.push(details);
+    if (t.too_long) parts.push(el("p", `Longer than Telegram's ${format(t.most)} characters.`, "warning"));
+    return parts;
+  }
+
+  function whatsapp(w, r) {
+    const parts = [el("h3", "WhatsApp, as it will show"), el("pre", w.text)];
+    const closes = r && r.window_closes_at ? new Date(r.window_closes_at) : null;
+    if (closes && closes > new Date()) {
+      const until = closes.toLocaleString("en-GB", { dateStyle: "medium", timeStyle: "short" });
+      parts.push(el("p", `Inside the 24-hour window until ${until}.`, "window"));
+    } else {
+      parts.push(el("p", "Outside the 24-hour window: a reply cannot be sent without an approved template.", "warning"));
+    }
+    if (w.too_long) parts.push(el("p", `Longer than WhatsApp's ${format(w.most)} characters.`, "warning"));
+    return parts;
+  }
+
+  function draw(data) {
+    const r = data.reach;
+    let parts = [];
+    if (data.sms) parts = sms(data.sms);
+    else if (data.telegram) parts = telegram(data.telegram);
+    else if (data.whatsapp) parts = whatsapp(data.whatsapp, r);
+    out.replaceChildren(...parts);
+    if (r && send) {
+      send.disabled = !r.can_send;
+      send.setAttribute("aria-disabled", String(!r.can_send));
+      if (reach) {
+        reach.dataset.canSend = r.can_send ? "yes" : "no";
+        if (!r.can_send) {
+          reach.className = "warning";
+          reach.textContent = `Cannot send now. ${r.reason}`;
+        }
+      }
+    }
+  }
+
+  async function refresh() {
+    const mine = ++sequence;
+    try {
+      const response = await fetch(form.dataset.preview, {
+        method: "POST",
+        body: new FormData(form),
+        headers: { "X-CSRFToken": token, Accept: "application/json" },
+        credentials: "same-origin",
+      });
+      if (!response.ok) throw new Error(String(response.status));
+      const data = await response.json();
+      if (mine === sequence) draw(data);
+    } catch (error) {
+      if (mine === sequence) out.replaceChildren(el("p", "The preview is unavailable just now; it will retry as you type.", "warning"));
+    }
+  }
+
+  const later = () => { window.clearTimeout(timer); timer = window.setTimeout(refresh, 250); };
+  box.addEventListener("input", later);
+  if (saved) {
+    saved.addEventListener("change", () => {
+      const option = saved.selectedOptions[0];
+      if (option && option.value) {
+        box.value = option.dataset.text || "";
+        box.focus();
+        later();
+      }
+    });
+  }
+  refresh();
+})();
