@@ -6,7 +6,7 @@ from typing import cast
 
 from sqlalchemy import Table
 
-from models import broadcast, staff
+from models import broadcast, inbox, staff
 from models import supporters as people
 from models.base import Base
 
@@ -28,3 +28,5 @@ signatures = _table(people.Signature)
 subscriptions = _table(people.Subscription)
 supporters = _table(people.Supporter)
 voices = _table(staff.Voice)
+inbox_conversations = _table(inbox.InboxConversation)
+inbox_messages = _table(inbox.InboxMessage)

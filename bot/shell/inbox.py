@@ -25,7 +25,7 @@ import zoneinfo
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from bot.core.conversation import Channel
@@ -229,28 +229,12 @@ def keep(work: UnitOfWork, sender: Sender, channel: Channel | str, text: str, fl
     return told
 
 
-# One statement per inbound message: told in the open conversation, messages kept in all.
-INBOX_CONTEXT = select(
-    select(InboxConversation.told).where(
-        InboxConversation.open_supporter_id == bindparam("supporter")).scalar_subquery(),
-    select(func.count()).select_from(InboxMessage)
-    .join(InboxConversation, InboxConversation.id == InboxMessage.conversation_id)
-    .where(InboxConversation.supporter_id == bindparam("supporter"),
-           InboxMessage.kind == "in").scalar_subquery())
-
-
-def inbox_context(work: UnitOfWork | Connection, sender: Sender, now: dt.datetime,
+def inbox_context(sender: Sender, now: dt.datetime,
                   hours: Inbox | None = None) -> tuple[bool, str, int]:
     """For the core's Context: whether the supporter was told in their open conversation,
-    when to expect an answer (in words), and how many messages of theirs the inbox holds."""
-    answer = answer_phrase(hours or Inbox(), now)
-    if sender.supporter_id is None:
-        return False, answer, 0
-    params = {"supporter": sender.supporter_id}
-    # On the inbound path, through its unit of work's own statement runner.
-    told, messages = (work.rows(INBOX_CONTEXT, params) if isinstance(work, UnitOfWork)
-                      else work.execute(INBOX_CONTEXT, params).all())[0]
-    return bool(told), answer, int(messages or 0)
+    when to expect an answer (in words), and how many messages of theirs the inbox holds
+    (the first and last read with the sender, by FIND)."""
+    return sender.inbox_told, answer_phrase(hours or Inbox(), now), sender.inbox_kept
 
 
 def answer_phrase(hours: Inbox, now: dt.datetime) -> str:

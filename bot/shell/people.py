@@ -67,6 +67,8 @@ from models.tables import (
     conversations,
     identities,
     inbound_messages,
+    inbox_conversations,
+    inbox_messages,
     petitions,
     rate_windows,
     signatures,
@@ -115,6 +117,8 @@ class Sender:
     over_budget_at: datetime | None = None
     signatures: tuple[SignatureView, ...] = ()  # their person's, on any channel
     voices: tuple[VoiceView, ...] = ()  # the "why I signed" their person left
+    inbox_told: bool = False  # told, in their person's open inbox conversation, who reads it
+    inbox_kept: int = 0  # their person's messages the staff inbox holds
     subscribed: frozenset[str] = frozenset()  # petitions with updates on this identity
     written: dict[str, Any] = field(default_factory=dict, repr=False)  # WATCHED, as stored
 
@@ -163,6 +167,7 @@ _COLUMNS: dict[str, ColumnElement[Any]] = {
     "country": signatures.c.country,
     "replies": inbound_messages.c.replies,
     "text": voices.c.text, "status": voices.c.status, "publish": voices.c.publish_consent,
+    "told": inbox_conversations.c.told, "kept": func.count(),
 }
 
 
@@ -180,8 +185,8 @@ _PERSON_FACTS: dict[str, ColumnElement[Any]] = {
     "reply_times": supporters.c.reply_times, "over_budget_at": supporters.c.over_budget_at}
 # Everything a message needs to know about its sender, in one statement: their identity,
 # conversation and person (or, from a new address, the person with their phone number),
-# the person's signatures and voices, the identity's subscriptions, and whether this
-# message was answered already.
+# the person's signatures, voices and what the staff inbox holds of them, the identity's
+# subscriptions, and whether this message was answered already.
 FIND = union_all(
     _rows("sender", {
         "identity_id": identities.c.id, "opted_out_at": identities.c.opted_out_at,
@@ -206,6 +211,14 @@ FIND = union_all(
                     "status": voices.c.status, "publish": voices.c.publish_consent})
     .select_from(voices.join(petitions, petitions.c.id == voices.c.petition_id))
     .where(voices.c.supporter_id == _PERSON),
+    _rows("inbox", {  # (one row, whoever it is)
+        "told": select(inbox_conversations.c.told)
+        .where(inbox_conversations.c.open_supporter_id == _PERSON).scalar_subquery(),
+        "kept": select(func.count()).select_from(inbox_messages.join(
+            inbox_conversations,
+            inbox_conversations.c.id == inbox_messages.c.conversation_id))
+        .where(inbox_conversations.c.supporter_id == _PERSON,
+               inbox_messages.c.kind == "in").scalar_subquery()}),
     _rows("subscribed", {"petition": petitions.c.slug})
     .select_from(subscriptions.join(petitions, petitions.c.id == subscriptions.c.petition_id))
     .where(subscriptions.c.identity_id == _IDENTITY),
@@ -226,6 +239,8 @@ class Found:
     subscribed: frozenset[str] = frozenset()
     replay: Replay | None = None
     voices: tuple[VoiceView, ...] = ()
+    inbox_told: bool = False
+    inbox_kept: int = 0
 
     @property
     def supporter_id(self) -> int | None:
@@ -241,6 +256,7 @@ def find(work: UnitOfWork, channel: Channel, address: str, phone: str = "",
     sender = person = replay = None
     signed: list[SignatureView] = []
     voiced: list[VoiceView] = []
+    told, kept = False, 0
     subscribed: set[str] = set()
     for row in work.rows(FIND, {"channel": channel.value, "address": address,
                                 "phone": phone, "provider_id": provider_id}):
@@ -257,12 +273,15 @@ def find(work: UnitOfWork, channel: Channel, address: str, phone: str = "",
             case "voice":
                 voiced.append(VoiceView(petition=row.petition, text=row.text,
                                         status=row.status, publish=bool(row.publish)))
+            case "inbox":
+                told, kept = bool(row.told), int(row.kept or 0)
             case "subscribed":
                 subscribed.add(row.petition)
             case "replay":
                 replay = Replay(tuple(Message(r["text"], tuple(r["options"]))
                                       for r in row.replies or ()))
-    return Found(sender, person, tuple(signed), frozenset(subscribed), replay, tuple(voiced))
+    return Found(sender, person, tuple(signed), frozenset(subscribed), replay, tuple(voiced),
+                 told, kept)
 
 
 def load(work: UnitOfWork, channel: Channel, address: str, phone: str, provider_id: str,
@@ -302,7 +321,8 @@ def from_found(found: Found) -> Sender:
             identity.step, identity.data, identity.version),
         reply_times=person.reply_times if person else None,
         over_budget_at=person.over_budget_at if person else None,
-        signatures=found.signatures, voices=found.voices, subscribed=found.subscribed)
+        signatures=found.signatures, voices=found.voices, subscribed=found.subscribed,
+        inbox_told=found.inbox_told, inbox_kept=found.inbox_kept)
 
 
 def _enrol(work: UnitOfWork, channel: Channel, address: str, phone: str, found: Found,
@@ -323,7 +343,8 @@ def _enrol(work: UnitOfWork, channel: Channel, address: str, phone: str, found: 
                   phone=person.phone if person else (phone or None),
                   reply_times=person.reply_times if person else None,
                   over_budget_at=person.over_budget_at if person else None,
-                  signatures=found.signatures, voices=found.voices)
+                  signatures=found.signatures, voices=found.voices,
+                  inbox_told=found.inbox_told, inbox_kept=found.inbox_kept)
 
 
 NEW_PHONELESS_SUPPORTER = (insert(supporters).values(created_at=bindparam("p_created_at"))

@@ -255,7 +255,7 @@ class Service:
 
     def _context(self, work: UnitOfWork, sender: people.Sender,
                  channel: Channel) -> core.Context:
-        told, answer, kept = inbox.inbox_context(work, sender, self.clock(), self.config.inbox)
+        told, answer, kept = inbox.inbox_context(sender, self.clock(), self.config.inbox)
         return core.Context(
             self._petitions(work), self.config.default_petition, sender.facts,
             self.config.privacy.version,

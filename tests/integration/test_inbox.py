@@ -218,7 +218,7 @@ def test_inbox_context_feeds_status_and_the_answer_phrase(
         sender = people_module.load(work, Channel.SMS, AMIRA, AMIRA, "SM-context", False,
                                     utcnow())
         assert isinstance(sender, people_module.Sender)
-        told, answer, messages = inbox.inbox_context(work, sender, utcnow(), Inbox())
+        told, answer, messages = inbox.inbox_context(sender, utcnow(), Inbox())
     assert told is True and messages == len(held) >= 1
     assert answer.startswith("within 2 working days")
     status = " ".join(people.says("sms", AMIRA, "STATUS"))
