@@ -85,7 +85,8 @@ SMS_SEGMENTS = 3  # an SMS reply fits in this many segments
 SMS_PART = 153  # GSM-7 characters in each segment of a long SMS
 LONG_PAGE = 1000  # WhatsApp and Telegram: a page of the issue is at most one screen
 STATUS_VOICE = 80  # SMS: characters of a voice quoted in STATUS
-FIRST_FOR_A_PERSON = 5  # words: a first message this long that reads as a message is kept
+FIRST_QUESTION = 5  # words: a first message that asks this much is kept for a person
+FIRST_STORY = 15  # words: and one that tells this much
 MAX_KEPT = 4096  # characters of a message kept for a person (a Telegram message's longest)
 UK_NAMES = frozenset({"UK", "U K", "GB", "UNITED KINGDOM", "GREAT BRITAIN", "BRITAIN", "ENGLAND",
                       "SCOTLAND", "WALES", "NORTHERN IRELAND"})
@@ -784,8 +785,10 @@ def _first(t: _Turn) -> Outcome:
     if _wanted(replace(t, state=replace(t.state, step=Step.MENU))) == "SIGN":
         return _answer(replace(t, keyword="SIGN"))
     greeting = _greet(t)
-    if t.signature or not for_a_person(t.text) or len(t.text.split()) < FIRST_FOR_A_PERSON:
-        return greeting  # ("What is this?" is answered by the greeting itself)
+    words = len(t.text.split())
+    if t.signature or not for_a_person(t.text) or not (
+            ("?" in t.text and words >= FIRST_QUESTION) or words >= FIRST_STORY):
+        return greeting  # ("What is this?", "Hi, I saw your poster": the greeting answers)
     told = Reply(Phrase("inbox_noted") if t.ctx.inbox_told else _inbox_told(t))
     return replace(greeting, replies=(told, *greeting.replies),
                    effects=(*greeting.effects, ForAPerson(_kept_words(t), flagged=False)))

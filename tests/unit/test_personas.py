@@ -448,6 +448,13 @@ def test_rob_asks_a_question_in_his_first_message_and_it_is_kept_with_the_greeti
     assert rob.state.step == Step.MENU
 
 
+@pytest.mark.parametrize("first", ["Hi, I saw your poster at the clinic", "What is this?"])
+def test_rob_says_hello_in_his_own_words_and_is_greeted(first: str) -> None:
+    rob = Chat(Channel.SMS)
+    said = rob.send(first)
+    assert said.text.startswith(GREETING) and TOLD not in said.text and not kept(rob)
+
+
 def test_rob_asks_to_sign_in_his_first_message_and_is_asked_for_consent() -> None:
     rob = Chat(Channel.WHATSAPP)
     assert CONSENT in rob.send("I'd like to sign the petition").text
