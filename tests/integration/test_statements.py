@@ -11,7 +11,7 @@ from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from bot.shell.unit_of_work import Transactions
-from models.statements import Statements
+from models.statements import Plan, Statements
 from models.tables import conversations, identities, petitions, supporters
 
 WHEN = dt.datetime(2026, 12, 5, 9, 30, 15, 123456, tzinfo=dt.UTC)
@@ -107,6 +107,8 @@ def test_a_lost_connection_is_invalidated_and_the_next_message_gets_a_fresh_one(
 
 
 def test_a_statement_that_is_not_runnable_fast_is_run_as_usual(engine: Engine) -> None:
+    with pytest.raises(ValueError, match="expanding"):  # no plan: Connection.execute runs it
+        Plan(BY_PHONES, engine.dialect)
     statements = Statements()
     with engine.connect() as conn, conn.begin():
         conn.execute(select(1))  # SQLite's transaction begins in Connection.execute
