@@ -2,8 +2,18 @@
 
 from models.base import Base
 from models.broadcast import Announcement, Delivery, Worker
+from models.content import BotText, ConsentVersion, ContentState, PetitionVersion
 from models.inbox import FollowUp, InboxConversation, InboxMessage, SavedReply
-from models.staff import AuditEntry, RateWindow, StaffSession, StaffUser, Voice
+from models.staff import (
+    AuditEntry,
+    RateWindow,
+    StaffAddress,
+    StaffInvite,
+    StaffLinkCode,
+    StaffSession,
+    StaffUser,
+    Voice,
+)
 from models.supporters import (
     ChannelCount,
     ConsentRecord,
@@ -20,8 +30,11 @@ __all__ = [
     "Announcement",
     "AuditEntry",
     "Base",
+    "BotText",
     "ChannelCount",
     "ConsentRecord",
+    "ConsentVersion",
+    "ContentState",
     "Conversation",
     "Delivery",
     "FollowUp",
@@ -30,9 +43,13 @@ __all__ = [
     "InboxConversation",
     "InboxMessage",
     "Petition",
+    "PetitionVersion",
     "RateWindow",
     "SavedReply",
     "Signature",
+    "StaffAddress",
+    "StaffInvite",
+    "StaffLinkCode",
     "StaffSession",
     "StaffUser",
     "Subscription",

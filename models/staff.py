@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String, Text
+from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, intpk, timestamp
@@ -23,6 +23,58 @@ class StaffUser(Base):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[timestamp]
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    name: Mapped[str | None] = mapped_column(String(120))  # as colleagues know them
+    password_changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # Two-factor sign-in (TOTP): the shared secret, set up when confirmed with a first code.
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    totp_last_step: Mapped[int | None] = mapped_column()  # a code is accepted once
+    recovery_codes: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))  # hashes
+
+
+class StaffInvite(Base):
+    """A one-time link an admin passes on to a new colleague (the product sends no
+    email): only its hash is kept; it ends when used or at `expires_at`."""
+
+    __tablename__ = "staff_invites"
+
+    id: Mapped[intpk]
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(254))
+    role: Mapped[str] = mapped_column(String(16))
+    created_by: Mapped[int | None] = mapped_column(
+        ForeignKey("staff_users.id", ondelete="SET NULL"))
+    created_at: Mapped[timestamp]
+    expires_at: Mapped[timestamp]
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class StaffAddress(Base):
+    """A staff member's own phone number or Telegram chat, linked by messaging the bot a
+    one-time code: test sends go here, as supporters would get them."""
+
+    __tablename__ = "staff_addresses"
+    __table_args__ = (UniqueConstraint("staff_user_id", "channel"),)
+
+    id: Mapped[intpk]
+    staff_user_id: Mapped[int] = mapped_column(
+        ForeignKey("staff_users.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(64))
+    linked_at: Mapped[timestamp]
+
+
+class StaffLinkCode(Base):
+    """A code shown in the console that links the chat it is sent from (hash only; one
+    per staff member at a time; it ends when used or at `expires_at`)."""
+
+    __tablename__ = "staff_link_codes"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    staff_user_id: Mapped[int] = mapped_column(
+        ForeignKey("staff_users.id", ondelete="CASCADE"), unique=True)
+    expires_at: Mapped[timestamp]
 
 
 class AuditEntry(Base):

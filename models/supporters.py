@@ -23,12 +23,15 @@ from models.base import Base, BigId, UTCDateTime, intpk, timestamp
 
 
 class Petition(Base):
-    """A petition's row: content lives in config.toml; the counters live here."""
+    """A petition's row: its counters, and its live content once staff have changed it
+    (null: config.toml's content; models/content.py keeps every version)."""
 
     __tablename__ = "petitions"
 
     id: Mapped[intpk]
     slug: Mapped[str] = mapped_column(String(41), unique=True)
+    content: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    content_version: Mapped[int] = mapped_column(Integer, default=0)
     signature_count: Mapped[int] = mapped_column(Integer, default=0)
     last_number: Mapped[int] = mapped_column(Integer, default=0)  # numbers are never reused
     created_at: Mapped[timestamp]

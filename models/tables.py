@@ -6,7 +6,7 @@ from typing import cast
 
 from sqlalchemy import Table
 
-from models import broadcast, inbox, staff
+from models import broadcast, content, inbox, staff
 from models import supporters as people
 from models.base import Base
 
@@ -30,3 +30,7 @@ supporters = _table(people.Supporter)
 voices = _table(staff.Voice)
 inbox_conversations = _table(inbox.InboxConversation)
 inbox_messages = _table(inbox.InboxMessage)
+content_state = _table(content.ContentState)
+petition_versions = _table(content.PetitionVersion)
+bot_texts = _table(content.BotText)
+consent_versions = _table(content.ConsentVersion)

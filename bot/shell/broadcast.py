@@ -23,7 +23,7 @@ from bot.core.conversation import Channel
 from bot.core.gsm import encoding, segments, to_gsm7, unicode_forcing_characters
 from bot.core.outcomes import Job
 from bot.infra.clock import utcnow
-from bot.infra.config import Config
+from bot.infra.config import Config, Petition
 from models import Announcement, Delivery, Identity, Signature, Subscription
 from models.base import UTCDateTime
 from models.broadcast import DONE, OPEN
@@ -383,10 +383,11 @@ def finish_complete(session: Session, now: dt.datetime) -> list[int]:
     return done
 
 
-def milestone_drafts(session: Session | Connection, config: Config, slug: str, before: int,
+def milestone_drafts(session: Session | Connection, petition: Petition, before: int,
                      after: int, now: dt.datetime) -> None:
-    """A total that crossed a configured milestone gets a draft for staff, once each."""
-    petition = config.petition(slug)
+    """A total that crossed one of the petition's milestones gets a draft for staff, once
+    each."""
+    slug = petition.slug
     for milestone in petition.milestones:
         if before < milestone <= after:
             text = (f"Thank you! {milestone:,} people have now signed our petition "

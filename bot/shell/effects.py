@@ -14,9 +14,10 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from bot.core import conversation as core
 from bot.core.conversation import Channel, Signed
 from bot.core.postcodes import postcode_area
-from bot.infra.config import Config
+from bot.infra.config import Config, Petition
 from bot.shell import inbox, people
 from bot.shell.broadcast import milestone_drafts, skip_pending_for
+from bot.shell.content import Content
 from bot.shell.counts import Counts
 from bot.shell.unit_of_work import UnitOfWork
 from models import Voice
@@ -92,7 +93,8 @@ class Effects:
         self.counts = counts
 
     def apply(self, work: UnitOfWork, effects: Iterable[core.Effect], sender: people.Sender,
-              channel: Channel, evidence: str, phone: str, now: datetime) -> Applied:
+              channel: Channel, evidence: str, phone: str, now: datetime,
+              content: Content) -> Applied:
         """Carry out `effects` for `sender`; `evidence` is the message's provider id."""
         signed: Signed | None = None
         counted: Counted | None = None
@@ -106,7 +108,8 @@ class Effects:
                         "granted", version, channel, evidence, now)
                 case core.Sign():
                     signed, counted = self._sign(work, effect, sender, channel, now,
-                                                 consent_ids.get(("sign", effect.petition)))
+                                                 consent_ids.get(("sign", effect.petition)),
+                                                 content.petition(effect.petition))
                 case core.SaveVoice(slug, text, publish, flagged):
                     self._save_voice(work, sender.supporter_id, slug, text, publish, flagged,
                                      consent_ids.get(("publish_voice", slug)), now)
@@ -120,7 +123,8 @@ class Effects:
                     inbox.keep(work, sender, channel, text, flagged, now, provider_id=evidence,
                                staff_telegram_ids=self.config.staff.telegram_ids)
                 case core.OptOut():
-                    self._opt_out(work, sender, channel, evidence, now)
+                    self._opt_out(work, sender, channel, evidence, now,
+                                  content.privacy_version)
                 case core.OptIn():
                     sender.opted_out_at = None
                     if sender.supporter_id is None:  # bare since an erasure: a person again
@@ -148,10 +152,10 @@ class Effects:
         return record_id
 
     def _sign(self, work: UnitOfWork, sign: core.Sign, sender: people.Sender,
-              channel: Channel, now: datetime,
-              consent_id: int | None) -> tuple[Signed, Counted | None]:
+              channel: Channel, now: datetime, consent_id: int | None,
+              petition: Petition) -> tuple[Signed, Counted | None]:
         assert sender.supporter_id is not None
-        external = self.config.petition(sign.petition).external_count
+        external = petition.external_count
         # The sender was read in this transaction, after their person was locked (or with
         # the write lock held): a signature made on another channel shows here.
         existing = next((s for s in sender.signatures if s.petition == sign.petition), None)
@@ -168,8 +172,7 @@ class Effects:
             "p_country": sign.country or None, "p_nation": sign.nation.value,
             "p_channel": channel.value, "p_referral": sign.referral or None,
             "p_consent": consent_id, "p_now": now})
-        milestone_drafts(work.conn, self.config, sign.petition, here - 1 + external,
-                         here + external, now)
+        milestone_drafts(work.conn, petition, here - 1 + external, here + external, now)
         return Signed(number, here + external), Counted(sign.petition, here)
 
     def _save_voice(self, work: UnitOfWork, supporter_id: int | None, slug: str, text: str,
@@ -186,7 +189,7 @@ class Effects:
             log.warning("safeguarding: a supporter's message was flagged for staff (voice)")
 
     def _opt_out(self, work: UnitOfWork, sender: people.Sender, channel: Channel,
-                 evidence: str, now: datetime) -> None:
+                 evidence: str, now: datetime, version: str) -> None:
         """Stop everything on this identity, even mid-broadcast; withdraw its updates."""
         sender.opted_out_at = now
         skip_pending_for(work.conn, sender.identity_id, "opted_out", now)
@@ -194,8 +197,7 @@ class Effects:
         for petition_id in subscribed:
             if sender.supporter_id is not None:
                 self._consent(work, sender.supporter_id, petition_id, core.Purpose.UPDATES,
-                              "withdrawn", self.config.privacy.version, channel, evidence,
-                              now)
+                              "withdrawn", version, channel, evidence, now)
         if subscribed:
             work.conn.execute(delete(subscriptions).where(
                 subscriptions.c.identity_id == sender.identity_id))

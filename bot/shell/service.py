@@ -27,6 +27,7 @@ from bot.infra.clock import utcnow
 from bot.infra.config import Config
 from bot.shell import inbox, people
 from bot.shell.broadcast import skip_pending_for
+from bot.shell.content import Content, LiveContent
 from bot.shell.counts import Counts
 from bot.shell.effects import Counted, Effects
 from bot.shell.petitions import Catalogue
@@ -102,13 +103,8 @@ class Service:
         self.secret = secret.encode()  # keys the hashes that stand in for addresses
         self.abuse = config.abuse  # the reply budget (tests may set a smaller one)
         self.clock = clock
-        self.catalogue = Catalogue(config.petitions)
+        self.live = LiveContent(config)  # petitions and words staff may change
         self.telegram_username = ""  # set once the bot knows its name: personal share links
-        overrides = {**config.texts, "consent": config.privacy.consent,
-                     "ask_updates": config.privacy.updates}
-        if config.safeguarding.reply:
-            overrides["signpost"] = config.safeguarding.reply
-        self.texts = Texts(overrides)
         org = config.organisation
         self.common: dict[str, object] = {
             "organisation": org.name, "short_name": org.short_name, "contact": org.contact,
@@ -118,6 +114,23 @@ class Service:
         self._counts = Counts()
         self.effects = Effects(config, self._counts)
         self.transactions = Transactions(self.engine)
+
+    def content(self, conn: Connection | Session | None = None) -> Content:
+        """The live content (petitions, the bot's words, the consent version)."""
+        if conn is not None:
+            return self.live.current(conn)
+        with self.engine.connect() as own:
+            return self.live.current(own)
+
+    @property
+    def texts(self) -> Texts:
+        """The bot's words as they are now."""
+        return self.content().texts
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """The petitions as they are now, for views with counts."""
+        return Catalogue(self.content().petitions)
 
     @property
     def engine(self) -> Engine:
@@ -214,18 +227,19 @@ class Service:
         """Ask the core, spend the person's reply budget, carry out what it decided."""
         inbound = Inbound(msg.channel, msg.text, msg.provider_id, msg.opt_out, msg.contact)
         state = sender.state
-        context = self._context(work, sender, msg.channel)
+        content = self.live.current(work.conn)  # staff's latest words, on every process
+        context = self._context(work, sender, msg.channel, content)
         outcome = core.handle(state, inbound, context, now)  # pure: nothing happens yet
         if core.shows_voices(outcome):
             # Read for each message that shows them (never kept in a process, so an erased
             # voice is gone everywhere at once), then the core is asked again.
-            context = replace(context, petitions=self._petitions(work, voices=True))
+            context = replace(context, petitions=self._petitions(work, content, voices=True))
             outcome = core.handle(state, inbound, context, now)
         verdict = self._spend(work, sender, outcome, msg, now)
         if verdict != Verdict.REPLY and not core.binding_over_budget(state, outcome):
             sender.last_inbound_at = now  # nothing happens that they are not told about
             people.save(work, sender, None, now)
-            return Handled(self._notice() if verdict == Verdict.NOTICE else (),
+            return Handled(self._notice(content) if verdict == Verdict.NOTICE else (),
                            identity_id=sender.identity_id, step=state.step.value)
         # Over budget, STOP, START and DELETE (with its confirmation) still take effect.
         # Their own answer takes the notice's one slot (a STOP is acknowledged, DELETE's
@@ -233,10 +247,10 @@ class Service:
         if verdict == Verdict.SILENT:
             outcome = core.unanswered(outcome)
         applied = self.effects.apply(work, outcome.effects, sender, msg.channel,
-                                     msg.provider_id, msg.phone, now)
+                                     msg.provider_id, msg.phone, now, content)
         if applied.signed is not None:  # the thanks give the number the signature took
             outcome = core.handle(state, inbound, replace(context, signed=applied.signed), now)
-        said = tuple(Message(self.texts.render(reply.phrase, self.common), reply.options)
+        said = tuple(Message(content.texts.render(reply.phrase, self.common), reply.options)
                      for reply in outcome.replies)
         if applied.erased:
             self._counts.forget()  # the next reader sees the change
@@ -254,20 +268,21 @@ class Service:
                        counted=applied.counted, decided=outcome)
 
     def _context(self, work: UnitOfWork, sender: people.Sender,
-                 channel: Channel) -> core.Context:
+                 channel: Channel, content: Content) -> core.Context:
         told, answer, kept = inbox.inbox_context(sender, self.clock(), self.config.inbox)
         return core.Context(
-            self._petitions(work), self.config.default_petition, sender.facts,
-            self.config.privacy.version,
+            self._petitions(work, content), self.config.default_petition, sender.facts,
+            content.privacy_version,
             offer_phone_link=channel == Channel.TELEGRAM and sender.supporter_id is not None
             and not sender.phone,
             distress_words=self.config.safeguarding.words,
             telegram_username=self.telegram_username,
             inbox_told=told, inbox_answer=answer, inbox_messages=kept)
 
-    def _petitions(self, work: UnitOfWork, voices: bool = False) -> dict[str, core.PetitionView]:
-        return self.catalogue.views(self.counts(work.conn),
-                                    self.voices(work.conn) if voices else None)
+    def _petitions(self, work: UnitOfWork, content: Content,
+                   voices: bool = False) -> dict[str, core.PetitionView]:
+        return Catalogue(content.petitions).views(self.counts(work.conn),
+                                                  self.voices(work.conn) if voices else None)
 
     def _spend(self, work: UnitOfWork, sender: people.Sender, outcome: Outcome,
                msg: Received, now: datetime) -> Verdict:
@@ -291,8 +306,8 @@ class Service:
         return people.budget_keys(self.secret, msg.channel, msg.address,
                                   msg.phone or sender.phone)
 
-    def _notice(self) -> tuple[Message, ...]:
-        return (Message(self.texts.render(Phrase("over_budget"), self.common)),)
+    def _notice(self, content: Content) -> tuple[Message, ...]:
+        return (Message(content.texts.render(Phrase("over_budget"), self.common)),)
 
     def voices(self, conn: Connection) -> dict[str, tuple[tuple[str, str], ...]]:
         """The newest approved voices per petition, read for each message: never kept in a
