@@ -8,14 +8,16 @@ from pathlib import Path
 from flask import Flask, Request, Response, jsonify
 from flask.sessions import NullSession, SecureCookieSession, SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from bot.channels.telegram.gateway import TelegramGateway
 from bot.channels.telegram.inbound import raised_at
-from bot.infra.config import load_config
+from bot.infra.config import Config, load_config
 from bot.infra.db_errors import database_unavailable
 from bot.infra.settings import Settings, local_secret_key, quiet_library_loggers
+from bot.shell import bot_texts, petition_content
 from bot.shell.service import Service
 from models.db import make_engine, make_sessions
 from webhooks import api, api_v1, console, ops, twilio
@@ -42,6 +44,16 @@ class ConsoleSessions(SecureCookieSessionInterface):
 
 
 
+def tell_overridden(engine: Engine, config: Config) -> None:
+    """Tell the operator which parts of config.toml staff have changed since (DESIGN §3):
+    the database holds the live version, so editing the file changes nothing there."""
+    with engine.connect() as conn:
+        lines = (petition_content.overridden(conn, config)
+                 + bot_texts.overridden(conn, config))
+    for line in lines:
+        logging.getLogger("petitionbot").warning("config.toml overridden: %s", line)
+
+
 def create_app(config: Settings | None = None) -> Flask:
     """Build the app from settings (default: the environment) and the config file."""
     settings = config or Settings.from_env()
@@ -52,6 +64,7 @@ def create_app(config: Settings | None = None) -> Flask:
     secret_key = settings.secret_key or local_secret_key(Path("instance"))
     service = Service(content, sessions, secret=secret_key)
     service.sync_petitions()
+    tell_overridden(engine, content)
 
     app = Flask(__name__)
     app.session_interface = ConsoleSessions()

@@ -13,11 +13,11 @@ bp = Blueprint("api", __name__)
 @bp.get("/api/petitions/<slug>")
 def petition(slug: str) -> Response:
     rt = runtime()
-    try:
-        content = rt.config.petition(slug)
-    except KeyError:
-        abort(404, "no such petition")
     with rt.sessions() as session:
+        try:
+            content = rt.service.content(session).petition(slug)  # staff's latest
+        except KeyError:
+            abort(404, "no such petition")
         counts = public_counts(session, content)
     return jsonify({"slug": content.slug, "title": content.title, "goal": content.goal,
                     "counts": counts})

@@ -12,13 +12,13 @@ import re
 import string
 import tomllib
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bot.core import texts
-from bot.core.gsm import is_gsm7
+from bot.core.gsm import is_gsm7, septets, unicode_forcing_characters
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
 CODE = re.compile(r"^[A-Z0-9]{2,16}$")
@@ -82,6 +82,7 @@ class Staff:
 class Console:
     require_second_approval: bool = True  # nobody approves an announcement they wrote
     sms_price: float = 0.04               # GBP per SMS segment, for the compose estimate
+    admin_two_factor: bool = True         # admins sign in with an authenticator app's code
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ class Inbox:
 class ExternalCount:
     source: str
     count: int
+    as_of: dt.date | None = None  # when the count was read off the other site
 
 
 @dataclass(frozen=True)
@@ -286,7 +288,8 @@ def _safeguarding(r: _Reader) -> Safeguarding:
         r.errors.append("safeguarding.words: a list of words or phrases")
         words = list(DISTRESS_WORDS)
     reply = r.value(t, "safeguarding", "reply", str, "")
-    _gsm(r, "safeguarding.reply", reply)
+    if reply:  # the "signpost" text: checked as any text is
+        _template(r, "safeguarding.reply", reply, texts.fields("signpost"))
     return Safeguarding(tuple(w.strip() for w in words), reply)
 
 
@@ -310,12 +313,13 @@ def _staff(r: _Reader) -> Staff:
 
 def _console(r: _Reader) -> Console:
     t = r.table("console", required=False)
-    r.unknown(t, "console", {"require_second_approval", "sms_price"})
+    r.unknown(t, "console", {"require_second_approval", "sms_price", "admin_two_factor"})
     second = r.value(t, "console", "require_second_approval", bool, True)
     price = r.value(t, "console", "sms_price", float, 0.04)
     if price is not None and not 0 <= price <= 10:
         r.errors.append("console.sms_price: GBP per segment, between 0 and 10")
-    return Console(second, price)
+    two_factor = r.value(t, "console", "admin_two_factor", bool, True)
+    return Console(second, price, two_factor)
 
 
 def _inbox(r: _Reader) -> Inbox:
@@ -378,15 +382,11 @@ def _privacy(r: _Reader, org: Organisation) -> Privacy:
         consent=r.value(t, "privacy", "consent", str, _REQUIRED) or "",
         updates=r.value(t, "privacy", "updates", str, _REQUIRED) or "",
     )
-    fields = {"decision_makers", "retention", "minimum_age", "privacy_url", "organisation"}
-    _template(r, "privacy.consent", privacy.consent, fields)
-    _template(r, "privacy.updates", privacy.updates, fields)
-    if privacy.consent and "{minimum_age}" not in privacy.consent and str(
-            privacy.minimum_age) not in privacy.consent:
-        r.errors.append("privacy.consent: must state the minimum age")
-    if privacy.consent and "{privacy_url}" not in privacy.consent and (
-            org.privacy_url not in privacy.consent):
-        r.errors.append("privacy.consent: must link the privacy notice")
+    _template(r, "privacy.consent", privacy.consent, PRIVACY_FIELDS)
+    _template(r, "privacy.updates", privacy.updates, PRIVACY_FIELDS)
+    if privacy.consent:
+        r.errors += [f"privacy.consent: {problem}" for problem in consent_problems(
+            privacy.consent, privacy.minimum_age, org.privacy_url)]
     return privacy
 
 
@@ -423,6 +423,24 @@ def _broadcast(r: _Reader) -> Broadcast:
                      max_attempts=_positive(r, t, "broadcast", "max_attempts", 5))
 
 
+PETITION_KEYS = frozenset({"slug", "code", "title", "summary", "issue", "decision_makers",
+                           "organiser", "created", "goal", "share_url", "external", "closed",
+                           "milestones"})
+SUMMARY_LIMIT = 200  # characters: the summary opens every SMS chat
+
+
+def check_petition(table: Mapping[str, Any],
+                   base: Path | None = None) -> tuple[Petition, list[tuple[str, str]]]:
+    """One petition's content checked by the rules config.toml's petitions follow, wherever
+    it comes from (the file, the console, the API): the petition, and every problem as
+    (field, message), the field a path inside the petition ("summary", "external[0].count").
+    Without `base` the issue is inline text: naming a file (issue_file) is for the file."""
+    r = _Reader(table)
+    petition = _petition(r, table, "", base)
+    return petition, [(where, message) for where, _, message in
+                      (error.partition(": ") for error in r.errors)]
+
+
 def _petitions(r: _Reader, base: Path) -> list[Petition]:
     raw = r.data.get("petitions")
     if not isinstance(raw, list) or not raw:
@@ -434,58 +452,7 @@ def _petitions(r: _Reader, base: Path) -> list[Petition]:
         if not isinstance(t, Mapping):
             r.errors.append(f"{path}: must be a table")
             continue
-        r.unknown(t, path, {"slug", "code", "title", "summary", "issue", "issue_file",
-                            "decision_makers", "organiser", "created", "goal", "share_url",
-                            "external", "closed", "milestones"})
-        slug = r.value(t, path, "slug", str, _REQUIRED) or ""
-        if slug and not SLUG.match(slug):
-            r.errors.append(f"{path}.slug: lowercase letters, digits and dashes only")
-        code = r.value(t, path, "code", str, slug.upper().replace("-", ""))
-        if code and not CODE.match(code):
-            r.errors.append(f"{path}.code: 2 to 16 capital letters or digits")
-        issue = r.value(t, path, "issue", str, "")
-        issue_file = r.value(t, path, "issue_file", str, "")
-        if issue_file:
-            try:
-                issue = (base / issue_file).read_text(encoding="utf-8")
-            except OSError as error:
-                r.errors.append(f"{path}.issue_file: cannot read {issue_file!r} ({error.strerror})")
-        elif not issue:
-            r.errors.append(f"{path}: needs issue or issue_file")
-        makers = r.value(t, path, "decision_makers", list, _REQUIRED) or []
-        if not makers or not all(isinstance(m, str) and m for m in makers):
-            r.errors.append(f"{path}.decision_makers: a list of names")
-        external = []
-        for j, ext in enumerate(r.value(t, path, "external", list, [])):
-            epath = f"{path}.external[{j}]"
-            if not isinstance(ext, Mapping):
-                r.errors.append(f"{epath}: must be a table")
-                continue
-            r.unknown(ext, epath, {"source", "count"})
-            count = r.value(ext, epath, "count", int, _REQUIRED)
-            if count is not None and count < 0:
-                r.errors.append(f"{epath}.count: must not be negative")
-            external.append(ExternalCount(r.value(ext, epath, "source", str, _REQUIRED) or "",
-                                          count or 0))
-        milestones = r.value(t, path, "milestones", list, [])
-        if not all(isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in milestones):
-            r.errors.append(f"{path}.milestones: a list of positive whole numbers")
-            milestones = []
-        created = r.value(t, path, "created", dt.date, _REQUIRED)
-        closed = r.value(t, path, "closed", dt.date, None)
-        petition = Petition(
-            slug=slug, code=code or "", title=r.value(t, path, "title", str, _REQUIRED) or "",
-            summary=r.value(t, path, "summary", str, _REQUIRED) or "", issue=issue.strip(),
-            decision_makers=tuple(m for m in makers if isinstance(m, str)),
-            organiser=r.value(t, path, "organiser", str, _REQUIRED) or "",
-            created=created or dt.date.min, goal=_positive(r, t, path, "goal", 100000),
-            share_url=r.value(t, path, "share_url", str, ""), external=tuple(external),
-            closed=closed, milestones=tuple(sorted(milestones)))
-        for key in ("title", "summary", "organiser"):
-            _gsm(r, f"{path}.{key}", getattr(petition, key))
-        if len(petition.summary) > 200:
-            r.errors.append(f"{path}.summary: at most 200 characters (it opens every SMS chat)")
-        petitions.append(petition)
+        petitions.append(_petition(r, t, path, base))
     slugs = [p.slug for p in petitions]
     for slug in {s for s in slugs if slugs.count(s) > 1}:
         r.errors.append(f"petitions: slug {slug!r} is used twice")
@@ -493,6 +460,97 @@ def _petitions(r: _Reader, base: Path) -> list[Petition]:
     for code in {c for c in codes if codes.count(c) > 1}:
         r.errors.append(f"petitions: code {code!r} is used twice")
     return petitions
+
+
+def _petition(r: _Reader, t: Mapping[str, Any], path: str, base: Path | None) -> Petition:
+    """One petition's table, its problems added to `r` under `path` ("" for a lone one)."""
+    def at(key: str) -> str:
+        return f"{path}.{key}" if path else key
+
+    r.unknown(t, path, {*PETITION_KEYS, *(["issue_file"] if base is not None else [])})
+    slug = r.value(t, path, "slug", str, _REQUIRED) or ""
+    if slug and not SLUG.match(slug):
+        r.errors.append(f"{at('slug')}: lowercase letters, digits and dashes only "
+                        "(at most 41)")
+    code = r.value(t, path, "code", str, slug.upper().replace("-", ""))
+    if code and not CODE.match(code):
+        r.errors.append(f"{at('code')}: 2 to 16 capital letters or digits")
+    issue = r.value(t, path, "issue", str, "")
+    issue_file = r.value(t, path, "issue_file", str, "") if base is not None else ""
+    if base is not None and issue_file:
+        try:
+            issue = (base / issue_file).read_text(encoding="utf-8")
+        except OSError as error:
+            r.errors.append(f"{at('issue_file')}: cannot read {issue_file!r} ({error.strerror})")
+    elif not issue.strip():
+        r.errors.append(f"{at('issue')}: missing" + (" (or name its file in issue_file)"
+                                                    if base is not None else ""))
+    makers = r.value(t, path, "decision_makers", list, _REQUIRED) or []
+    if not makers or not all(isinstance(m, str) and m.strip() for m in makers):
+        r.errors.append(f"{at('decision_makers')}: a list of names")
+    external = []
+    for j, ext in enumerate(r.value(t, path, "external", list, [])):
+        epath = f"{at('external')}[{j}]"
+        if not isinstance(ext, Mapping):
+            r.errors.append(f"{epath}: must be a table")
+            continue
+        r.unknown(ext, epath, {"source", "count", "as_of"})
+        count = r.value(ext, epath, "count", int, _REQUIRED)
+        if count is not None and count < 0:
+            r.errors.append(f"{epath}.count: must not be negative")
+        source = r.value(ext, epath, "source", str, _REQUIRED) or ""
+        _gsm(r, f"{epath}.source", source)
+        external.append(ExternalCount(source.strip(), count or 0,
+                                      _date(r, ext, epath, "as_of", None)))
+    milestones = r.value(t, path, "milestones", list, [])
+    if not all(isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in milestones):
+        r.errors.append(f"{at('milestones')}: a list of positive whole numbers")
+        milestones = []
+    created = _date(r, t, path, "created", _REQUIRED)
+    closed = _date(r, t, path, "closed", None)
+    if created and closed and closed < created:
+        r.errors.append(f"{at('closed')}: must not be before the petition was created")
+    share_url = r.value(t, path, "share_url", str, "")
+    if share_url and not share_url.startswith(("https://", "http://")):
+        r.errors.append(f"{at('share_url')}: a web address starting with https://")
+    petition = Petition(
+        slug=slug, code=code or "", title=r.value(t, path, "title", str, _REQUIRED) or "",
+        summary=r.value(t, path, "summary", str, _REQUIRED) or "", issue=issue.strip(),
+        decision_makers=tuple(m.strip() for m in makers if isinstance(m, str)),
+        organiser=r.value(t, path, "organiser", str, _REQUIRED) or "",
+        created=created or dt.date.min, goal=_positive(r, t, path, "goal", 100000),
+        share_url=share_url, external=tuple(external), closed=closed,
+        milestones=tuple(sorted(milestones)))
+    # Everything the bot says by SMS: title and summary (greeting), the issue (MORE),
+    # decision makers, organiser and the other sites' names (INFO).
+    for key in ("title", "summary", "organiser", "issue"):
+        _gsm(r, at(key), getattr(petition, key))
+    for maker in petition.decision_makers:
+        _gsm(r, at("decision_makers"), maker)
+    if len(petition.summary) > SUMMARY_LIMIT:
+        r.errors.append(f"{at('summary')}: at most {SUMMARY_LIMIT} characters (it opens every "
+                        "SMS chat)")
+    return petition
+
+
+def _date(r: _Reader, t: Mapping[str, Any], path: str, key: str, default: Any) -> Any:
+    """A date: a TOML date, or the same written as 2025-03-17 (JSON has no dates)."""
+    where = f"{path}.{key}" if path else key
+    if key not in t:
+        if default is _REQUIRED:
+            r.errors.append(f"{where}: missing")
+            return None
+        return default
+    value = t[key]
+    if isinstance(value, str):
+        try:
+            value = dt.date.fromisoformat(value.strip())
+        except ValueError:
+            value = None
+    if not isinstance(value, dt.date) or isinstance(value, dt.datetime):
+        r.errors.append(f"{where}: a date like 2025-03-17")
+        return None if default is _REQUIRED else default
+    return value
 
 
 def _texts(r: _Reader) -> dict[str, str]:
@@ -514,25 +572,64 @@ def _texts(r: _Reader) -> dict[str, str]:
     return overrides
 
 
-def _template(r: _Reader, path: str, template: str, allowed: set[str]) -> None:
+# The fields the two consent questions ([privacy] consent and updates) may use.
+PRIVACY_FIELDS = frozenset({"decision_makers", "retention", "minimum_age", "privacy_url",
+                            "organisation"})
+MAX_TEXT = 459  # what three SMS messages hold: an SMS reply is cut after three
+
+
+def text_problems(text: str, allowed: Collection[str]) -> list[str]:
+    """What stops `text` being one of the bot's texts, one problem a line: braces that do
+    not pair, a field it may not use, characters SMS cannot carry, more than an SMS reply
+    holds. Start-up and the console both ask this, so they never disagree."""
+    problems: list[str] = []
     try:
-        used = {name for _, name, _, _ in string.Formatter().parse(template) if name}
-    except ValueError as error:
-        r.errors.append(f"{path}: bad template ({error})")
-        return
-    for name in sorted(used - allowed):
-        r.errors.append(f"{path}: unknown field {{{name}}} (allowed: {', '.join(sorted(allowed))})")
-    _gsm(r, path, template)
+        parsed = list(string.Formatter().parse(text))
+    except ValueError:
+        parsed = []
+        problems.append("a brace { or } has no partner: fields are written like {count}")
+    for name in dict.fromkeys(name for _, name, _, _ in parsed if name is not None):
+        if name not in allowed:
+            may = ", ".join(f"{{{f}}}" for f in sorted(allowed)) or "no fields"
+            problems.append(f"{{{name}}} is not a field this text can use (it may use {may})")
+    if any(spec or conversion for _, name, spec, conversion in parsed if name in allowed):
+        problems.append("write each field plainly, like {count}, with nothing after its name")
+    if gsm := _gsm_problem(text):
+        problems.append(gsm)
+    if septets(text) > MAX_TEXT:
+        problems.append(f"at most {MAX_TEXT} characters, what three text messages hold "
+                        f"(this has {septets(text)})")
+    return problems
+
+
+def consent_problems(consent: str, minimum_age: int, privacy_url: str) -> list[str]:
+    """What the consent statement lacks: the minimum age, the link to the privacy notice."""
+    problems = []
+    if "{minimum_age}" not in consent and str(minimum_age) not in consent:
+        problems.append("must state the minimum age (write {minimum_age})")
+    if "{privacy_url}" not in consent and privacy_url not in consent:
+        problems.append("must link the privacy notice (write {privacy_url})")
+    return problems
+
+
+def _template(r: _Reader, path: str, template: str, allowed: Collection[str]) -> None:
+    r.errors += [f"{path}: {problem}" for problem in text_problems(template, allowed)]
 
 
 def _gsm(r: _Reader, path: str, text: str) -> None:
-    if text and not is_gsm7(text):
-        r.errors.append(f"{path}: use plain characters only (SMS cannot carry curly quotes, "
-                        "long dashes or emoji)")
+    if problem := _gsm_problem(text):
+        r.errors.append(f"{path}: {problem}")
+
+
+def _gsm_problem(text: str) -> str | None:
+    if not text or is_gsm7(text):
+        return None
+    return ("use plain characters only (SMS cannot carry curly quotes, long dashes or "
+            "emoji): " + " ".join(unicode_forcing_characters(text)))
 
 
 def _positive(r: _Reader, t: Mapping[str, Any], path: str, key: str, default: int) -> int:
     value: int = r.value(t, path, key, int, default)
     if value is not None and value <= 0:
-        r.errors.append(f"{path}.{key}: must be a positive whole number")
+        r.errors.append(f"{f'{path}.' if path else ''}{key}: must be a positive whole number")
     return value

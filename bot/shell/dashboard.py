@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.infra.config import Config
+from bot.infra.config import Petition as PetitionContent
 from bot.shell.broadcast import progress
 from models import Announcement, ChannelCount, Identity, Petition, Signature, Subscription
 from models.db import is_postgres
@@ -56,13 +57,13 @@ class Figures:
         return self.subscribers / self.totals.here if self.totals.here else 0.0
 
 
-def totals(session: Session, config: Config, slug: str) -> Totals:
-    content = config.petition(slug)
+def totals(session: Session, content: PetitionContent) -> Totals:
+    """The count and where it comes from, for the petition's live content."""
     row = session.execute(select(Petition.id, Petition.signature_count)
-                          .where(Petition.slug == slug)).one()
+                          .where(Petition.slug == content.slug)).one()
     channels = dict(session.execute(select(ChannelCount.channel, ChannelCount.count)
                                     .where(ChannelCount.petition_id == row.id)).all())
-    return Totals(slug, content.title, content.goal, row.signature_count,
+    return Totals(content.slug, content.title, content.goal, row.signature_count,
                   tuple((e.source, e.count) for e in content.external),
                   {c: channels.get(c, 0) for c in CHANNELS})
 
@@ -135,11 +136,11 @@ def recent_deliveries(session: Session, pid: int,
     return [(a, progress(session, a.id)) for a in announcements]
 
 
-def figures(session: Session, config: Config, slug: str, today: dt.date,
+def figures(session: Session, config: Config, content: PetitionContent, today: dt.date,
             days: int = 60) -> Figures:
-    """Everything the dashboard shows for one petition."""
-    top = totals(session, config, slug)
-    pid = petition_id(session, slug)
+    """Everything the dashboard shows for one petition (its live content)."""
+    top = totals(session, content)
+    pid = petition_id(session, content.slug)
     assert pid is not None
     rows = places(session, pid)
     return Figures(

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.infra.config import Config
+from bot.shell.petition_content import live_petitions
 from models import ChannelCount, Petition, Signature, Subscription
 
 COLUMNS = ("number", "name", "postcode", "country", "nation", "channel", "referral",
@@ -53,9 +54,9 @@ def write_signatures(session: Session, slug: str, fmt: str, out: TextIO,
 
 
 def campaign_stats(session: Session, config: Config) -> str:
-    """A plain-text summary of every petition."""
+    """A plain-text summary of every petition, as its content is now."""
     lines = []
-    for content in config.petitions:
+    for content in live_petitions(session, config):
         petition = session.scalar(select(Petition).where(Petition.slug == content.slug))
         if petition is None:
             continue

@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.core.conversation import State, Step
 from bot.infra.clock import utcnow
 from bot.infra.config import Config
+from bot.shell.petition_content import live_petitions
 from models import (
     Announcement,
     AuditEntry,
@@ -115,11 +116,12 @@ def add_months(day: dt.date, months: int) -> dt.date:
                        day=min(day.day, calendar.monthrange(year, month)[1]))
 
 
-def expired_petitions(config: Config, now: dt.datetime) -> list[str]:
-    """Slugs of petitions closed at least `closed_petition_months` ago (local date)."""
+def expired_petitions(session: Session, config: Config, now: dt.datetime) -> list[str]:
+    """Slugs of petitions closed at least `closed_petition_months` ago (local date), as
+    their live content says (staff close petitions in the console)."""
     today = now.astimezone(zoneinfo.ZoneInfo(config.broadcast.timezone)).date()
     months = config.retention.closed_petition_months
-    return [p.slug for p in config.petitions
+    return [p.slug for p in live_petitions(session, config)
             if p.closed is not None and add_months(p.closed, months) <= today]
 
 
@@ -154,7 +156,7 @@ def purge(session: Session, config: Config, now: dt.datetime) -> Report:
         Delivery.announcement_id.is_(None), Delivery.inbox_message_id.is_(None),
         Delivery.status.not_in(("pending", "claimed", "sending")),
         Delivery.created_at < cutoff)))
-    slugs = expired_petitions(config, now)
+    slugs = expired_petitions(session, config, now)
     if slugs:
         _anonymise(session, list(session.scalars(
             select(Petition.id).where(Petition.slug.in_(slugs)))), report)

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import IntegrityError
@@ -25,7 +26,7 @@ from bot.core.texts import Phrase, Texts
 from bot.infra import metrics
 from bot.infra.clock import utcnow
 from bot.infra.config import Config
-from bot.shell import inbox, people
+from bot.shell import inbox, people, staff_links
 from bot.shell.broadcast import skip_pending_for
 from bot.shell.content import Content, LiveContent
 from bot.shell.counts import Counts
@@ -138,14 +139,18 @@ class Service:
         return engine
 
     def sync_petitions(self) -> None:
-        """Give every configured petition its row and channel counters."""
+        """Give every petition its row and channel counters: config.toml's, and those staff
+        created (which have theirs already, except in the simulator's sandbox, whose
+        content is the live database's)."""
         with self.sessions.begin() as session:
             now = self.clock()
-            for petition in self.config.petitions:
-                insert_ignore(session, Petition, {"slug": petition.slug, "signature_count": 0,
+            slugs = dict.fromkeys([*(p.slug for p in self.config.petitions),
+                                   *(p.slug for p in self.content(session).petitions)])
+            for slug in slugs:
+                insert_ignore(session, Petition, {"slug": slug, "signature_count": 0,
                                                   "last_number": 0, "created_at": now},
                               ["slug"])
-                pid = petition_id(session, petition.slug)
+                pid = petition_id(session, slug)
                 for channel in Channel:
                     insert_ignore(session, ChannelCount, {"petition_id": pid,
                                                           "channel": channel.value, "count": 0},
@@ -215,7 +220,12 @@ class Service:
         if isinstance(sender, people.Replay):
             # The provider retries when an answer was lost on the way: the same answer.
             return Handled(sender.replies, duplicate=True)
-        handled = self._answer(work, sender, msg, now)
+        # A staff member's one-time code (from the console's Test sends page) links this
+        # chat to their account, and goes no further; any other text (the regex decides,
+        # no lookup) goes on to the conversation.
+        linked = staff_links.link(work, sender, msg.channel, msg.address, msg.text, now)
+        handled = (self._answer(work, sender, msg, now) if linked is None else
+                   Handled(linked, identity_id=sender.identity_id, step="staff_link"))
         erased = handled.step == "erased"
         people.record(work, msg.channel, msg.provider_id,
                       None if erased else sender.identity_id,
@@ -281,8 +291,9 @@ class Service:
 
     def _petitions(self, work: UnitOfWork, content: Content,
                    voices: bool = False) -> dict[str, core.PetitionView]:
-        return Catalogue(content.petitions).views(self.counts(work.conn),
-                                                  self.voices(work.conn) if voices else None)
+        return Catalogue(content.petitions).views(
+            self.counts(work.conn), self.voices(work.conn) if voices else None,
+            today=self.clock().astimezone(ZoneInfo(self.config.broadcast.timezone)).date())
 
     def _spend(self, work: UnitOfWork, sender: people.Sender, outcome: Outcome,
                msg: Received, now: datetime) -> Verdict:

@@ -6,7 +6,9 @@ a separate sandbox database. Nothing a simulated person does can reach the live 
 so no total, export, API count, dashboard, broadcast audience or moderation queue can
 ever include it, whatever queries are added later. Before each message the sandbox's
 counters are set to the live counts plus its own signatures (and the published voices
-are copied in), so staff see the figures supporters see.
+are copied in), so staff see the figures supporters see. Its content (petitions, the
+bot's words) is the live database's, read as every process reads it: a summary an editor
+just changed is in the simulator's next greeting.
 
 Simulated identities still use a reserved address space, "sim:<staff id>:<channel>",
 with the phone "sim:<staff id>" linking one staff member's SMS and WhatsApp chats as one
@@ -21,12 +23,13 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy.orm import Session
 
 from bot.core.conversation import Channel
 from bot.core.render import Rendered, render
 from bot.infra.config import Config
+from bot.shell.content import Content, LiveContent
 from bot.shell.people import erase_supporter
 from bot.shell.service import Handled, Received, Service
 from models import (
@@ -55,6 +58,18 @@ def phone(staff_id: int) -> str:
     return f"{PREFIX}{staff_id}"
 
 
+class LiveDatabaseContent(LiveContent):
+    """The live database's content, whichever connection asks: the sandbox's bot says what
+    the real bot says now."""
+
+    def __init__(self, live: Service) -> None:
+        super().__init__(live.config)
+        self.live = live
+
+    def current(self, conn: Connection | Session) -> Content:
+        return self.live.content()
+
+
 @dataclass(frozen=True)
 class Exchange:
     replies: tuple[Rendered, ...]
@@ -79,6 +94,7 @@ class Sandbox:
                 engine = make_engine(self.url)
                 upgrade(engine)
                 service = Service(self.config, make_sessions(engine), clock=self.live.clock)
+                service.live = LiveDatabaseContent(self.live)
                 service.sync_petitions()
                 self._service = service
             return self._service
@@ -88,7 +104,7 @@ class Sandbox:
         """One message from the staff member's simulated person; the bot's replies."""
         service = self.service
         service.telegram_username = self.live.telegram_username
-        self._mirror(service.sessions)
+        self._mirror(service)
         message_id = f"sim-{uuid.uuid4().hex}"
         own = phone(staff_id) if channel != Channel.TELEGRAM or share_phone else ""
         handled: Handled = service.receive(Received(
@@ -113,8 +129,9 @@ class Sandbox:
             session.execute(delete(Conversation).where(Conversation.identity_id.in_(ids)))
             session.execute(delete(Identity).where(Identity.id.in_(ids)))
 
-    def _mirror(self, sandbox: sessionmaker[Session]) -> None:
-        """Live counters plus the sandbox's own signatures; published voices now and then."""
+    def _mirror(self, sandbox: Service) -> None:
+        """Live counters plus the sandbox's own signatures; published voices now and then;
+        a row for a petition staff created since."""
         with self.live.sessions() as live:
             petitions = live.execute(select(Petition.slug, Petition.signature_count,
                                             Petition.last_number)).all()
@@ -122,7 +139,11 @@ class Sandbox:
                 select(Petition.slug, ChannelCount.channel, ChannelCount.count)
                 .join(Petition, Petition.id == ChannelCount.petition_id)).all()
             voices = self._live_voices(live)
-        with sandbox.begin() as session:
+        with sandbox.sessions() as session:
+            known = set(session.scalars(select(Petition.slug)).all())
+        if {p.slug for p in self.live.content().petitions} - known:
+            sandbox.sync_petitions()
+        with sandbox.sessions.begin() as session:
             ids = dict(session.execute(select(Petition.slug, Petition.id)).all())
             own = dict(session.execute(select(Signature.petition_id, func.count())
                                        .group_by(Signature.petition_id)).all())

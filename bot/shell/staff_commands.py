@@ -117,7 +117,7 @@ def _stats(service: Service, session: Session) -> str:
     # The command's own session: on SQLite a second one in this thread would wait for it.
     counts = service.counts(session, fresh=True)
     lines = []
-    for petition in service.config.petitions:
+    for petition in service.content(session).petitions:
         here = counts.get(petition.slug, 0)
         total = here + petition.external_count
         lines.append(f"{petition.title}: {total:,} signatures ({here:,} here)")

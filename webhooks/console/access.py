@@ -229,7 +229,7 @@ def petition_asked() -> str:
     """The petition a page was asked for (`?petition=`, else the default); 404 if none."""
     slug = request.args.get("petition", runtime().config.default_petition)
     try:
-        runtime().config.petition(slug)
+        runtime().service.content().petition(slug)  # staff may have created it
     except KeyError:
         abort(404, "No such petition.")
     return slug

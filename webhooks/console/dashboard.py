@@ -34,17 +34,21 @@ def dashboard() -> Any:
         days = 60
     today = now().astimezone(zoneinfo.ZoneInfo(rt.config.broadcast.timezone)).date()
 
+    with rt.sessions() as session:
+        content = rt.service.content(session)  # staff's latest, e.g. the Change.org count
+
     def load() -> Figures:
         with rt.sessions() as session:
-            return figures(session, rt.config, slug, today, days)
+            return figures(session, rt.config, content.petition(slug), today, days)
 
-    # The heavy aggregates may be a few seconds old; the counters are always read afresh.
+    # The heavy aggregates may be a few seconds old; the counters and the content are
+    # always read afresh.
     cached: Figures = console().cache.get(("dashboard", slug, days, today), load,
                                           cache_seconds(CACHE_SECONDS))
     with rt.sessions() as session:
-        data = dataclasses.replace(cached, totals=totals(session, rt.config, slug))
+        data = dataclasses.replace(cached, totals=totals(session, content.petition(slug)))
     return render_template("staff/dashboard.html", f=data, days=days, periods=PERIODS,
-                           petitions=rt.config.petitions, slug=slug, names=dict(NATIONS),
+                           petitions=content.petitions, slug=slug, names=dict(NATIONS),
                            chart=bar_chart(data.per_day, _label(days)))
 
 

@@ -35,11 +35,12 @@ def handin() -> Any:
     slug = petition_asked()
     rt = runtime()
     with rt.sessions() as session:
-        top = totals(session, rt.config, slug)
+        content = rt.service.content(session).petition(slug)
+        top = totals(session, content)
         rows = places(session, petition_id(session, slug) or 0)
     return render_template("staff/handin.html", t=top, nations=by_nation(rows),
                            areas=sorted(by_area(rows)), names=NATION_NAMES,
-                           petition=rt.config.petition(slug), generated=now())
+                           petition=content, generated=now())
 
 
 @route("/handin/summary.csv", "viewer")
@@ -47,7 +48,7 @@ def summary_csv() -> Any:
     slug = petition_asked()
     rt = runtime()
     with rt.sessions() as session:
-        top = totals(session, rt.config, slug)
+        top = totals(session, rt.service.content(session).petition(slug))
         rows = places(session, petition_id(session, slug) or 0)
     out = io.StringIO()
     writer = csv.writer(out)
