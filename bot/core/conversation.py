@@ -107,6 +107,9 @@ class State:
     options: tuple[str, ...] = ()
     resume: Step = Step.MENU
     voice: str = ""
+    # The consent version of the wording last shown to them: a YES given after staff
+    # reworded it is recorded against what they read, not against the new wording.
+    consent_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,7 @@ class PetitionView:
     external: tuple[tuple[str, int], ...]
     share_url: str
     voices: tuple[tuple[str, str], ...] = ()  # approved "why I signed" (text, where from)
+    closed: date | None = None  # closed on this day (today or before): no more signatures
 
     @property
     def total(self) -> int:
@@ -518,13 +522,25 @@ FREE_TEXT = frozenset({Step.VOICE, Step.PERSON})
 
 # What each choice says -----------------------------------------------------------------
 
+def _shown(t: _Turn, s: State) -> State:
+    """`s`, remembering the consent version of the wording they are about to read."""
+    return replace(s, consent_version=t.ctx.privacy_version)
+
+
+def _seen(t: _Turn) -> str:
+    """The consent version of the wording they answered (the current one for a state
+    saved before versions were remembered)."""
+    return t.state.consent_version or t.ctx.privacy_version
+
+
 def _ask_consent(t: _Turn, s: State) -> Outcome:
+    s = _shown(t, s)
     return Outcome(s, (Reply(Phrase("consent", {"decision_makers": t.petition.decision_makers}),
                              s.options),))
 
 
 def _consent_given(t: _Turn, s: State) -> Outcome:
-    grant = GrantConsent(Purpose.SIGN, t.petition.slug, t.ctx.privacy_version)
+    grant = GrantConsent(Purpose.SIGN, t.petition.slug, _seen(t))
     return Outcome(s, (Reply(Phrase("ask_name")),), (grant,))
 
 
@@ -538,12 +554,25 @@ def _ask_country(t: _Turn, s: State) -> Outcome:
     return Outcome(s, (Reply(Phrase("ask_country")),))
 
 
+def _closed(t: _Turn, s: State) -> Outcome:
+    """SIGN on a petition that has closed: said so, with where it ended."""
+    return Outcome(s, (Reply(_closed_phrase(t.petition), s.options),))
+
+
+def _closed_phrase(petition: PetitionView) -> Phrase:
+    assert petition.closed is not None
+    return Phrase("petition_closed", {"closed": f"{petition.closed.day} {petition.closed:%B %Y}",
+                                      "count": _count(petition.total)})
+
+
 def _sign(t: _Turn, s: State) -> Outcome:
+    if t.petition.closed is not None:  # it closed while they were signing
+        return _closed(t, _start_over(_enter(t, Step.MENU)))
     details = t.state
     nation = nation_of(details.postcode) if details.postcode else Nation.OUTSIDE_UK
     sign = Sign(t.petition.slug, details.name, details.postcode, details.country, nation,
                 details.referral)
-    state = _start_over(s)
+    state = _shown(t, _start_over(s))  # the thanks ask about updates
     made = t.ctx.signed
     if made is None:  # the shell signs, then asks again with the number it took
         return Outcome(state, (), (sign,))
@@ -569,7 +598,7 @@ def _subscribe(t: _Turn, s: State) -> Outcome:
     state = replace(s, options=_options(Step.SIGNED, replace(
         t, ctx=replace(t.ctx, supporter=subscribed))))
     return Outcome(state, (Reply(Phrase("updates_yes"), state.options),), (
-        GrantConsent(Purpose.UPDATES, slug, t.ctx.privacy_version), Subscribe(slug)))
+        GrantConsent(Purpose.UPDATES, slug, _seen(t)), Subscribe(slug)))
 
 
 def _no_updates(t: _Turn, s: State) -> Outcome:
@@ -577,6 +606,7 @@ def _no_updates(t: _Turn, s: State) -> Outcome:
 
 
 def _ask_updates(t: _Turn, s: State) -> Outcome:
+    s = _shown(t, s)
     return Outcome(s, (Reply(Phrase("ask_updates"), s.options),))
 
 
@@ -606,7 +636,7 @@ def _publish_voice(t: _Turn, s: State) -> Outcome:
     back = replace(s, voice="")
     slug = t.petition.slug
     return Outcome(back, (Reply(Phrase("voice_thanks"), back.options),), (
-        GrantConsent(Purpose.PUBLISH_VOICE, slug, t.ctx.privacy_version),
+        GrantConsent(Purpose.PUBLISH_VOICE, slug, _seen(t)),
         SaveVoice(slug, t.state.voice, publish=True)))
 
 
@@ -674,9 +704,11 @@ def _greet(t: _Turn) -> Outcome:
         return _welcome_back(replace(t, keyword=""))
     p = t.petition
     state = _enter(t, Step.MENU, petition=p.slug, page=0)
-    replies = [Reply(Phrase("greeting", {
-        "organiser": p.organiser, "title": p.title, "summary": p.summary,
-        "count": _count(p.total)}), state.options)]
+    greeting = Phrase("greeting", {"organiser": p.organiser, "title": p.title,
+                                   "summary": p.summary, "count": _count(p.total)})
+    if p.closed is not None:  # they may still read it, and learn it has closed
+        greeting = lines(greeting, _closed_phrase(p))
+    replies = [Reply(greeting, state.options)]
     if t.ctx.offer_phone_link and t.state.step == Step.NEW:
         replies.append(Reply(Phrase("offer_link"), ("SHARE_PHONE",)))
     return Outcome(state, tuple(replies))
@@ -733,7 +765,7 @@ def _voice(t: _Turn) -> Outcome:
     said = valid_voice(t.inbound.text)
     if said is None:
         return Outcome(t.state, (Reply(Phrase("voice_invalid", {"max_length": MAX_VOICE})),))
-    state = _enter(t, Step.VOICE_CONSENT, voice=said)
+    state = _shown(t, _enter(t, Step.VOICE_CONSENT, voice=said))
     return Outcome(state, (Reply(Phrase("ask_publish"), state.options),))
 
 
@@ -828,8 +860,12 @@ def _reprompt(t: _Turn) -> Outcome:
 
 # When a choice is offered ----------------------------------------------------------------
 
-def _unsigned(t: _Turn) -> bool:
-    return t.signature is None
+def _may_sign(t: _Turn) -> bool:
+    return t.signature is None and t.petition.closed is None
+
+
+def _closed_unsigned(t: _Turn) -> bool:
+    return t.signature is None and t.petition.closed is not None
 
 
 def _has_signed(t: _Turn) -> bool:
@@ -860,7 +896,8 @@ STEPS: dict[Step, Rule] = {
     # MORE, INFO and HELP keep their numbers (2, 3, 4) on the greeting, the pages and after
     # signing; the step's first choice is what it is for.
     Step.MENU: Rule((
-        Choice("SIGN", Step.CONSENT, _ask_consent, when=_unsigned),
+        Choice("SIGN", Step.CONSENT, _ask_consent, when=_may_sign),
+        Choice("SIGN", None, _closed, when=_closed_unsigned, shown=False),
         Choice("STATUS", when=_has_signed),
         Choice("MORE", None, _more),
         Choice("INFO", None, _info),

@@ -1,7 +1,9 @@
-"""Every sentence the bot says, in one place; staff may reword any of them in config.toml.
+"""Every sentence the bot says, in one place. The operator may reword any of them in
+config.toml, and admins in the console (Bot texts), which wins from the next message on.
 
 Rules: plain GSM-7 characters only (they go by SMS); `{field}` placeholders are filled
-from the reply's parameters; an override may use only the fields its default uses.
+from the reply's parameters; an override may use only the fields its default uses
+(bot.infra.config.text_problems checks both kinds of rewording alike).
 """
 
 from __future__ import annotations
@@ -81,6 +83,8 @@ DEFAULTS: dict[str, str] = {
     "updates_yes": "Thanks. We will send you updates about this campaign here. Reply STOP at "
                    "any time to stop them.",
     "updates_no": "OK, no updates. Thank you for signing!",
+    "petition_closed": "This petition closed on {closed} and can no longer be signed. "
+                       "Thank you for your support: {count} people signed.",
     "already_signed": "You have already signed this petition (signature no. {number} here), "
                       "thank you! {count} people have signed so far.",
     "status": "What we hold about you:\n{details}",

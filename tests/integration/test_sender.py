@@ -51,7 +51,8 @@ def test_amiras_facts_come_back_named_and_typed(service: Service) -> None:
     assert sender.opted_out_at is None and sender.last_inbound_at is not None
     assert sender.last_inbound_at.tzinfo == dt.UTC  # aware UTC on both databases
     assert sender.reply_times and all(isinstance(t, float) for t in sender.reply_times)
-    assert sender.state == State(step=Step.SIGNED, petition="sirt", options=sender.state.options)
+    assert sender.state == State(step=Step.SIGNED, petition="sirt", options=sender.state.options,
+                                 consent_version="2026-11-27")  # of the updates question
     [signature] = sender.signatures
     assert (signature.petition, signature.number, signature.channel) == ("sirt", 1, Channel.SMS)
     assert (signature.name, signature.postcode, signature.country) == (

@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import update
 
 from bot.core.conversation import (
     Channel,
@@ -26,7 +27,10 @@ from bot.core.conversation import (
     issue_pages,
 )
 from bot.core.postcodes import Nation
+from bot.shell import content, petition_versions
+from models import ContentState
 from tests.unit.transcript import (
+    NOW,
     SILENT,
     TO_STEP,
     Chat,
@@ -685,3 +689,37 @@ def test_quentin_reads_approved_voices_under_info() -> None:
     said = quentin.send("INFO")
     assert '"It gave my mum more time with us" (Scotland)' in said.text
     assert said.outcome.replies[-1].options == ("SIGN", "MORE", "INFO", "HELP")
+
+
+def test_a_yes_is_recorded_against_the_consent_wording_they_read() -> None:
+    """Staff reword the consent while Amira reads it: her YES cites the version she read;
+    Ben, who is shown the new wording, cites the new version."""
+    amira = Chat(Channel.SMS)
+    amira.sends(["Hi", "SIGN"])
+    with amira.service.sessions.begin() as session:
+        content.changed(session)
+        session.execute(update(ContentState).values(privacy_version=f"{VERSION}+1"))
+    ben = Chat(Channel.TELEGRAM, service=amira.service)
+    assert amira.send("YES").effects == (GrantConsent(Purpose.SIGN, "sirt", VERSION),)
+    ben.sends(["Hi", "SIGN"])
+    assert ben.send("YES").effects == (GrantConsent(Purpose.SIGN, "sirt", f"{VERSION}+1"),)
+
+
+def test_a_closed_petition_is_read_but_not_signed() -> None:
+    """Closed in the console while Cara was signing, and before Dev wrote: Cara's YES at
+    the review signs nothing, and Dev is told it closed when he greets and asks to sign."""
+    cara = Chat(Channel.SMS)
+    cara.sends(["Hi", "SIGN", "YES", "Cara Jones", "SW1A 1AA"])
+    with cara.service.sessions.begin() as session:
+        petition_versions.close(session, cara.config, "sirt", "editor@planets.example", NOW)
+    review = cara.send("YES")
+    assert not any(isinstance(e, Sign) for e in review.effects)
+    assert "This petition closed on 1 December 2026" in review.rendered[0].text
+    assert cara.state.step == Step.MENU and "SIGN" not in cara.state.options
+
+    dev = Chat(Channel.TELEGRAM, service=cara.service)
+    hello = dev.send("Hi")
+    assert "closed on 1 December 2026" in hello.rendered[0].text
+    assert "SIGN" not in dev.state.options
+    assert "can no longer be signed" in dev.send("SIGN").rendered[0].text
+    assert dev.effects == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import html
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -14,7 +15,7 @@ from bot.core.conversation import Channel, SignatureView, State, Step, issue_pag
 from bot.core.gsm import is_gsm7, segments, to_gsm7
 from bot.core.render import SHARE_PHONE, Message, Rendered, render
 from bot.core.texts import DEFAULTS, LABELS, Phrase
-from tests.unit.transcript import Chat, Said
+from tests.unit.transcript import NOW, Chat, Said, shipped_config
 
 # 80 characters, the longest name allowed, full of letters SMS cannot carry.
 NAME_80 = "Zoë Łukasz-Ó'Brien Wiśniewska-Żółć Þórðardóttir Nguyễn Thị Minh Khai Đặng Ōtsuka"
@@ -65,6 +66,11 @@ def walk(channel: Channel) -> list[Said]:
     said += xena.sends(["what"])
     if channel == Channel.TELEGRAM:
         said += [xena.send("", contact="other"), xena.send("", contact="own")]
+    # A petition that has closed: read, and not signed.
+    config = shipped_config()
+    closed = replace(config.petition("sirt"), closed=NOW.date())
+    wren = Chat(channel, config=replace(config, petitions=(closed,)))
+    said += wren.sends(["hi", "SIGN"])
     return said
 
 
