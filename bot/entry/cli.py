@@ -8,13 +8,16 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from bot.infra.clock import utcnow
 from bot.infra.config import Config
 from bot.infra.settings import TELEGRAM_SECRET, Settings, quiet_library_loggers
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 
 def _settings() -> Settings:
@@ -126,27 +129,74 @@ def staff() -> None:
 @staff.command("add")
 @click.argument("email")
 @click.option("--role", required=True, type=click.Choice(["admin", "editor", "viewer"]),
-              help="viewer reads; editor also drafts; admin also approves, sends, exports "
-                   "and erases.")
+              help="viewer reads; editor also drafts; admin also approves, sends, exports, "
+                   "erases and manages colleagues.")
 def staff_add(email: str, role: str) -> None:
     """Create a console account. The password is read from standard input when it is not
-    a terminal (one line), else asked for twice."""
+    a terminal (one line), else asked for twice. (In the console, admins invite
+    colleagues instead: Colleagues, Invite a colleague.)"""
     from bot.shell import staff as accounts
-    from models.db import make_engine, make_sessions
 
-    settings = _settings()
-    require_current_schema(settings)
+    sessions = _staff_sessions()  # a database that is behind is refused before the password
     password = _read_password()
     now = utcnow()
-    with make_sessions(make_engine(settings.database_url)).begin() as session:
+    with sessions.begin() as session:
         try:
             user = accounts.add_staff(session, email, role, password, now)
         except accounts.StaffError as error:
             raise click.ClickException(str(error)) from None
-        accounts.audit(session, "cli:" + os.environ.get("USER", "operator"), "staff.add",
-                       f"staff:{user.email}", {"role": role}, now)
+        accounts.audit(session, accounts.OPERATOR, "staff.add", f"staff:{user.email}",
+                       {"role": role}, now)
         added = user.email
     click.echo(f"{added} may now log in to the staff console at /staff/ as {role}.")
+
+
+@staff.command("list")
+def staff_list() -> None:
+    """Every account: email, role, whether it is active and uses two-factor sign-in, its
+    last sign-in and name."""
+    from bot.shell import staff as accounts
+    from bot.shell import two_factor
+
+    with _staff_sessions()() as session:
+        people = accounts.colleagues(session)
+    for user in people:
+        last = f"{user.last_login_at:%Y-%m-%d %H:%M}" if user.last_login_at else "never"
+        click.echo("\t".join([
+            user.email, user.role, "active" if user.active else "deactivated",
+            f"two-factor {'on' if two_factor.is_on(user) else 'off'}",
+            f"last sign-in {last}", user.name or ""]).rstrip())
+    if not people:
+        click.echo("No staff accounts yet: petitionbot staff add EMAIL --role admin")
+
+
+@staff.command("reset-two-factor")
+@click.argument("email")
+def staff_reset_two_factor(email: str) -> None:
+    """Turn off two-factor sign-in for someone who lost their phone and recovery codes.
+    Their sign-ins end; they sign in with their password, and an admin who must use
+    two-factor sign-in is then asked to set it up again."""
+    from bot.shell import staff as accounts
+    from bot.shell import two_factor
+
+    with _staff_sessions().begin() as session:
+        try:
+            user = accounts.find(session, email)
+        except accounts.StaffError as error:
+            raise click.ClickException(str(error)) from None
+        two_factor.reset(session, user, None, utcnow())
+        done = user.email
+    click.echo(f"Two-factor sign-in is off for {done}: they can sign in with their "
+               "password now.")
+
+
+def _staff_sessions() -> sessionmaker[Session]:
+    """Sessions on the configured database, refused while its schema is behind."""
+    from models.db import make_engine, make_sessions
+
+    settings = _settings()
+    require_current_schema(settings)
+    return make_sessions(make_engine(settings.database_url))
 
 
 def _read_password() -> str:
@@ -596,17 +646,18 @@ def chat(channel: str, address: str) -> None:
 def export_signatures(slug: str, fmt: str) -> None:
     """Write the petition's signatures to standard output (streamed)."""
     from bot.shell.export import write_signatures
+    from bot.shell.petition_content import live_petition
     from models.db import make_engine, make_sessions
 
     settings = _settings()
     config = _config_or_exit(settings)
     require_current_schema(settings)
-    try:
-        config.petition(slug)
-    except KeyError:
-        raise click.ClickException(f"no petition with slug {slug!r}") from None
     sessions = make_sessions(make_engine(settings.database_url))
     with sessions() as session:
+        try:
+            live_petition(session, config, slug)  # staff may have created it
+        except KeyError:
+            raise click.ClickException(f"no petition with slug {slug!r}") from None
         write_signatures(session, slug, fmt, sys.stdout)
 
 
