@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from bot.core.conversation import Channel
 from bot.core.gsm import encoding, segments, to_gsm7, unicode_forcing_characters
 from bot.core.outcomes import Job
+from bot.core.postcodes import Nation
 from bot.infra.clock import utcnow
 from bot.infra.config import Config, Petition
 from models import Announcement, Delivery, Identity, Signature, Subscription
@@ -29,6 +30,7 @@ from models.base import UTCDateTime
 from models.broadcast import DONE, OPEN
 from models.db import is_postgres
 from models.sql import insert_ignore
+from models.staff import StaffAddress, StaffUser
 from models.supporters import petition_id
 
 WHATSAPP_WINDOW = dt.timedelta(hours=24)
@@ -36,10 +38,18 @@ WHATSAPP_WINDOW = dt.timedelta(hours=24)
 # nobody how to stop the messages.
 FRESH_STATISTICS_AT = 10_000
 STOP_WORD = re.compile(r"\b(?:reply|send|text)\s+STOP\b", re.IGNORECASE)
+POSTCODE_AREA = re.compile(r"^[A-Z]{1,4}$")  # "EH", "G": the letters a postcode starts with
+TEMPLATE_SID = re.compile(r"^HX[0-9a-fA-F]{32}$")  # a Twilio Content SID
 
 
 class BroadcastError(Exception):
-    """A staff action that cannot be done (wrong state, unknown petition...)."""
+    """A staff action that cannot be done (wrong state, unknown petition...). `field`
+    names the input at fault (an API answers 400 naming it); without one, the
+    announcement's state is (409)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class ApprovalRefused(BroadcastError):
@@ -99,7 +109,7 @@ def create(session: Session, config: Config, slug: str, text: str, created_by: s
            content_sid: str | None = None, variables: dict[str, Any] | None = None,
            milestone: int | None = None) -> Announcement:
     """A draft announcement."""
-    text = _checked(text, audience)
+    text = _checked(text, audience, content_sid)
     petition_id = _petition_id(session, slug)
     announcement = Announcement(
         petition_id=petition_id, status="draft", text=text, channels=list(audience.channels),
@@ -135,16 +145,27 @@ def preview(session: Session, config: Config, announcement: Announcement,
                    whatsapp_template=bool(announcement.whatsapp_content_sid))
 
 
-def _checked(text: str, audience: Audience) -> str:
-    """The text as stored; BroadcastError if it or the audience cannot be sent."""
+def _checked(text: str, audience: Audience, content_sid: str | None = None) -> str:
+    """The text as stored; BroadcastError naming the field if it, the audience or the
+    WhatsApp template cannot be sent."""
     text = text.strip()
     if not text:
-        raise BroadcastError("the announcement has no text")
+        raise BroadcastError("the announcement has no text", "text")
     if len(text) > 1200:
-        raise BroadcastError("keep an announcement under 1,200 characters")
+        raise BroadcastError("keep an announcement under 1,200 characters", "text")
     unknown = set(audience.channels) - {c.value for c in Channel}
     if unknown:
-        raise BroadcastError(f"unknown channel(s): {', '.join(sorted(unknown))}")
+        raise BroadcastError(f"unknown channel(s): {', '.join(sorted(unknown))}", "channels")
+    unknown = set(audience.nations) - {n.value for n in Nation}
+    if unknown:
+        raise BroadcastError(f"unknown nation(s): {', '.join(sorted(unknown))}", "nations")
+    wrong = [a for a in audience.postcode_areas if not POSTCODE_AREA.match(a.upper())]
+    if wrong:
+        raise BroadcastError(f"not postcode areas: {', '.join(wrong)} (use the letters only, "
+                             "e.g. EH)", "postcode_areas")
+    if content_sid and not TEMPLATE_SID.match(content_sid):
+        raise BroadcastError("a WhatsApp template's Content SID is HX and 32 hexadecimal "
+                             "digits", "whatsapp_template")
     return text
 
 
@@ -158,7 +179,7 @@ def edit(session: Session, announcement: Announcement, text: str, audience: Audi
     """
     if announcement.status != "draft":
         raise BroadcastError(f"only a draft can be edited; this one is {announcement.status}")
-    text = _checked(text, audience)
+    text = _checked(text, audience, content_sid)
     before = digest(announcement)
     announcement.text = text
     announcement.channels = list(audience.channels)
@@ -227,6 +248,19 @@ def approve(session: Session, config: Config, announcement: Announcement, by: st
     the operator's command line only, which acts with the server's own authority and may
     approve its own drafts; no staff path passes it.
     """
+    check_approval(config, announcement, by, seen=seen, operator=operator)
+    announcement.approved_by, announcement.approved_at = by, now
+    if at is not None and at > now:
+        announcement.status, announcement.scheduled_at = "scheduled", at
+        return 0
+    return start(session, config, announcement, now)
+
+
+def check_approval(config: Config, announcement: Announcement, by: str, *,
+                   seen: str | None = None, operator: bool = False) -> None:
+    """Raise what approve() would refuse with (not a draft, ApprovalRefused, changed since
+    `seen`); return if `by` may approve it: asked before a question such as the console's
+    quiet-hours confirmation, so nobody confirms what would be refused anyway."""
     if announcement.status != "draft":
         raise BroadcastError(f"announcement {announcement.id} is {announcement.status}, "
                              "not a draft")
@@ -236,11 +270,6 @@ def approve(session: Session, config: Config, announcement: Announcement, by: st
     if seen is not None and seen != digest(announcement):
         raise BroadcastError(f"announcement {announcement.id} has changed since you saw it: "
                              "check it again before approving")
-    announcement.approved_by, announcement.approved_at = by, now
-    if at is not None and at > now:
-        announcement.status, announcement.scheduled_at = "scheduled", at
-        return 0
-    return start(session, config, announcement, now)
 
 
 def start(session: Session, config: Config, announcement: Announcement,
@@ -291,7 +320,7 @@ def _audience(session: Session, config: Config, announcement: Announcement) -> A
     """SELECT id, channel of every identity this announcement may go to."""
     reachable = and_(Identity.opted_out_at.is_(None), Identity.unreachable_at.is_(None))
     if announcement.test_group:
-        members = [m.split(":", 1) for m in config.staff.test_group]
+        members = test_members(session, config, announcement)
         ensure_test_identities(session, members)
         matches = [and_(Identity.channel == c, Identity.address == a) for c, a in members]
         query = select(Identity.id, Identity.channel).where(reachable, or_(*matches) if matches
@@ -312,8 +341,23 @@ def _audience(session: Session, config: Config, announcement: Announcement) -> A
     return query
 
 
+def test_members(session: Session, config: Config,
+                 announcement: Announcement) -> list[tuple[str, str]]:
+    """(channel, address) of everyone a test copy goes to: the chats its requester (its
+    author) linked to their staff account (bot.shell.staff_links), and the numbers the
+    operator lists in `[staff] test_group`."""
+    linked = session.execute(
+        select(StaffAddress.channel, StaffAddress.address)
+        .join(StaffUser, StaffUser.id == StaffAddress.staff_user_id)
+        .where(StaffUser.email == announcement.created_by, StaffUser.active.is_(True))).all()
+    operator = [member.split(":", 1) for member in config.staff.test_group]
+    return list(dict.fromkeys([(c, a) for c, a in linked] + [(c, a) for c, a in operator]))
+
+
 def ensure_test_identities(session: Session, members: Iterable[Sequence[str]]) -> None:
-    """Staff test numbers get identities (not supporters, never counted) to send to."""
+    """Test addresses get identities to send to, if they have none (an operator's test
+    number that never wrote to the bot, or a linked chat whose identity was erased):
+    without a person, so never counted as a supporter."""
     now = utcnow()
     for channel, address in members:
         insert_ignore(session, Identity, {"channel": channel, "address": address,
@@ -402,7 +446,7 @@ def milestone_drafts(session: Session | Connection, petition: Petition, before: 
 def _petition_id(session: Session | Connection, slug: str) -> int:
     pid = petition_id(session, slug)
     if pid is None:
-        raise BroadcastError(f"no petition with slug {slug!r}")
+        raise BroadcastError(f"no petition with slug {slug!r}", "petition")
     return pid
 
 
@@ -413,9 +457,9 @@ def _dialect(session: Session) -> Any:
 
 
 __all__ = ["ApprovalRefused", "Audience", "BroadcastError", "Job", "Preview",
-           "approval_refusal", "approve", "cancel", "compose", "create", "digest", "edit",
-           "finish_complete", "milestone_drafts", "pause", "preview", "progress",
-           "promote_due", "resume", "skip_pending_for", "start"]
+           "approval_refusal", "approve", "cancel", "check_approval", "compose", "create",
+           "digest", "edit", "finish_complete", "milestone_drafts", "pause", "preview",
+           "progress", "promote_due", "resume", "skip_pending_for", "start"]
 
 
 # Twilio status callbacks: where each status may come from, so a status never moves back.

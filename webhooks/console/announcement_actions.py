@@ -1,7 +1,8 @@
-"""What changes an announcement's course: a test to the staff test group, approval
+"""What changes an announcement's course: a test to the requester's own phone, approval
 (send now or schedule; by someone other than its author and last editor when config
-requires it, a rule broadcast.approve applies on every path), cancel, pause,
-resume, discard a draft. Each is audited; a refused action changes nothing."""
+requires it, a rule broadcast.approve applies on every path; asked again first when quiet
+hours would hold it), cancel, pause, resume, discard a draft. Each is audited; a refused
+action changes nothing."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ import zoneinfo
 from collections.abc import Callable
 from typing import Any
 
-from flask import flash, redirect, url_for
+from flask import abort, flash, redirect, render_template, url_for
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
+from wtforms import HiddenField
+from wtforms.validators import AnyOf, Optional
 
-from bot.shell import broadcast
-from models import Announcement, Petition
+from bot.shell import announcement_status, broadcast, staff_links
+from models import Announcement, StaffUser
 from webhooks.console.access import me, now, record, route
 from webhooks.console.announcements import _described, _get
 from webhooks.console.forms import ActionForm, ApproveForm
@@ -24,32 +27,38 @@ from webhooks.runtime import runtime
 
 @route("/announcements/<id:announcement_id>/test", "editor", methods=["POST"])
 def send_test(announcement_id: int) -> Any:
-    """A copy of the announcement, to the staff test group only, sent at once."""
+    """A copy of the announcement to the requester's linked phone and Telegram (and the
+    operator's test numbers), sent at once; staff_links.send_test decides who gets it."""
+    ActionForm()  # the CSRF token was checked before the view ran
     rt = runtime()
-    if not rt.config.staff.test_group:
-        flash("No test group is configured: add numbers to [staff] test_group in "
-              "config.toml.", "error")
+    try:
+        with rt.sessions.begin() as session:
+            source = _get(session, announcement_id)
+            user = session.get(StaffUser, me().id)
+            if user is None:
+                abort(403, "Your account no longer exists.")
+            test = staff_links.send_test(session, rt.config, source, user, now())
+            record(session, "announcement.test", f"announcement:{test.announcement_id}",
+                   {"copy_of": source.id, "queued": test.queued})
+    except broadcast.BroadcastError as error:  # raised inside: nothing was committed
+        flash(_sentence(error), "error")
         return _back(announcement_id)
-    with rt.sessions.begin() as session:
-        source = _get(session, announcement_id)
-        slug = session.get(Petition, source.petition_id)
-        assert slug is not None
-        test = broadcast.create(
-            session, rt.config, slug.slug, source.text, me().email,
-            broadcast.Audience(tuple(source.channels), test_group=True), now=now(),
-            content_sid=source.whatsapp_content_sid, variables=source.whatsapp_variables)
-        queued = broadcast.approve(session, rt.config, test, me().email, now())
-        record(session, "announcement.test", f"announcement:{test.id}",
-               {"copy_of": source.id, "queued": queued})
-        test_id = test.id
-    flash(f"Test queued for {queued} test group member(s) as announcement {test_id}; the "
-          "workers send it now.", "info")
-    return redirect(url_for("staff.announcement", announcement_id=test_id))
+    flash(f"Test queued: {test.queued} message(s), as announcement {test.announcement_id}; "
+          "the workers send it now.", "info")
+    return redirect(url_for("staff.announcement", announcement_id=test.announcement_id))
+
+
+class ConfirmedApproveForm(ApproveForm):
+    """Approve, with the answer to "approve during quiet hours?" once it has been asked."""
+
+    confirm = HiddenField(validators=[Optional(), AnyOf(["yes"])])
 
 
 @route("/announcements/<id:announcement_id>/approve", "admin", methods=["POST"])
 def approve(announcement_id: int) -> Any:
-    form = ApproveForm()
+    """Approve a draft to send now or at a time; when quiet hours would hold it, a page
+    asks first, and its hidden `confirm` completes the approval."""
+    form = ConfirmedApproveForm()
     rt = runtime()
     if not form.validate():
         flash("Choose when to send it.", "error")
@@ -64,6 +73,9 @@ def approve(announcement_id: int) -> Any:
         if at <= now():
             flash("That time has passed: choose a time in the future, or send now.", "error")
             return _back(announcement_id)
+    start = announcement_status.approval_start(now(), rt.config, at)
+    if start.warning is not None and form.confirm.data != "yes":
+        return _ask_first(announcement_id, form, start.warning)
     try:
         with rt.sessions.begin() as session:
             found = _get(session, announcement_id, lock=True)
@@ -77,9 +89,31 @@ def approve(announcement_id: int) -> Any:
     except broadcast.BroadcastError as error:  # raised inside: nothing was committed
         flash(_sentence(error), "error")
         return _back(announcement_id)
-    flash(f"Approved: scheduled for {form.at.data:%d %b %Y %H:%M}." if at else
-          f"Approved and sending to {queued:,} recipient(s).", "info")
+    message = (f"Approved: scheduled for {form.at.data:%d %b %Y %H:%M}." if at else
+               f"Approved and sending to {queued:,} recipient(s).")
+    if start.warning is not None:
+        begins = announcement_status.when_in_words(start.at, now(), rt.config)
+        message += f" Quiet hours hold it: it starts sending at {begins}."
+    flash(message, "info")
     return _back(announcement_id)
+
+
+def _ask_first(announcement_id: int, form: ConfirmedApproveForm,
+               warning: announcement_status.Explanation) -> Any:
+    """The quiet-hours question, asked only of someone who may approve this version (else
+    the refusal approve() would give, at once)."""
+    rt = runtime()
+    with rt.sessions() as session:  # read only: nothing is approved until the answer
+        found = _get(session, announcement_id)
+        try:
+            broadcast.check_approval(rt.config, found, me().email, seen=form.seen.data or None)
+        except broadcast.BroadcastError as error:
+            flash(_sentence(error), "error")
+            return _back(announcement_id)
+        recipients = sum(broadcast.preview(session, rt.config, found, now())
+                         .recipients.values())
+    return render_template("staff/approve_confirm.html", a=found, form=form, warning=warning,
+                           recipients=recipients)
 
 
 @route("/announcements/<id:announcement_id>/cancel", "admin", methods=["POST"])
