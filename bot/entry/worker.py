@@ -23,7 +23,6 @@ import sys
 import threading
 import time
 import uuid
-import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TextIO
@@ -48,6 +47,7 @@ from bot.infra.clock import utcnow
 from bot.infra.config import Config
 from bot.infra.pacing import LocalPacer, Pacer
 from bot.shell import broadcast
+from bot.shell.announcement_status import quiet_until
 from models import Announcement, Delivery, Identity, Worker
 from models.broadcast import DONE, OPEN
 from models.db import is_postgres
@@ -64,12 +64,8 @@ PREPARE = 0.05            # seconds before a send's slot to start its database w
 
 
 def in_quiet_hours(now: dt.datetime, config: Config) -> bool:
-    quiet = config.broadcast.quiet_hours
-    if quiet is None:
-        return False
-    local = now.astimezone(zoneinfo.ZoneInfo(config.broadcast.timezone)).time()
-    start, end = quiet
-    return start <= local or local < end if start > end else start <= local < end
+    """Announcements wait: the same rule the console explains (quiet_until)."""
+    return quiet_until(now, config) is not None
 
 
 class BroadcastWorker:

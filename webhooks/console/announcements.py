@@ -1,4 +1,5 @@
-"""Announcements: list, compose with a live preview, edit a draft, watch progress.
+"""Announcements: list, compose with a live preview, edit a draft, watch progress, and
+why one is not moving (bot.shell.announcement_status, the same words as the API's).
 (Approving, sending and stopping are in announcement_actions.)"""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 from bot.core.conversation import Channel
 from bot.core.gsm import segments, to_gsm7
 from bot.infra.config import Config
-from bot.shell import broadcast
+from bot.shell import announcement_status, broadcast
 from models import Announcement, Delivery, Petition
 from models.supporters import petition_id
 from webhooks.console.access import cache_seconds, console, me, now, record, route
@@ -24,6 +25,7 @@ from webhooks.runtime import runtime
 
 ACTIVE = ("approved", "scheduled", "sending", "paused")
 PROGRESS_SECONDS = 1.5
+SAID_BY_STATUS = ("scheduled", "paused")  # the list shows these already
 
 
 @route("/announcements", "viewer")
@@ -39,7 +41,16 @@ def announcements() -> Any:
                 .where(Delivery.announcement_id.in_([a.id for a, _ in rows]))
                 .group_by(Delivery.announcement_id, Delivery.status)):
             counts[aid][status] = n
-    return render_template("staff/announcements.html", rows=rows, counts=counts)
+        # A short reason beside each one that is waiting (few are, at any time), beyond
+        # what its status and time already say.
+        reasons: dict[int, str] = {}
+        for a, _ in rows:
+            holds = _status(session, a).holds if a.status in ACTIVE else []
+            shorts = [h.short for h in holds if h.code not in SAID_BY_STATUS]
+            if shorts:
+                reasons[a.id] = "; ".join(shorts[:2])
+    return render_template("staff/announcements.html", rows=rows, counts=counts,
+                           reasons=reasons)
 
 
 @route("/announcements/new", "editor", methods=["GET", "POST"])
@@ -154,10 +165,11 @@ def announcement(announcement_id: int) -> Any:
     with rt.sessions() as session:
         found = _get(session, announcement_id)
         data = preview_data(session, rt.config, found)
-        counts = broadcast.progress(session, announcement_id)
+        status = _status(session, found)
     # The same rule approve() applies, said before the admin tries.
     blocked = broadcast.approval_refusal(rt.config, found, me().email)
-    return render_template("staff/announcement.html", a=found, preview=data, counts=counts,
+    return render_template("staff/announcement.html", a=found, preview=data,
+                           counts=status.counts, explained=status,
                            approve_form=ApproveForm(seen=broadcast.digest(found)),
                            action=ActionForm(), blocked=blocked,
                            test_group=rt.config.staff.test_group, active=ACTIVE)
@@ -165,17 +177,25 @@ def announcement(announcement_id: int) -> Any:
 
 @route("/announcements/<id:announcement_id>/progress.json", "viewer")
 def progress_json(announcement_id: int) -> Any:
-    """Polled every 2 s by each open page: one GROUP BY, shared for a second or two."""
+    """Polled every 2 s by each open page: one GROUP BY (and what explains a wait),
+    shared for a second or two."""
 
     def load() -> dict[str, Any]:
         with runtime().sessions() as session:
             found = _get(session, announcement_id)
-            counts = broadcast.progress(session, announcement_id)
+            status = _status(session, found)
+        counts = status.counts
         return {"status": found.status, "counts": counts, "total": sum(counts.values()),
-                "done": found.status in ("sent", "cancelled")}
+                "done": found.status in ("sent", "cancelled"), "moving": status.moving,
+                "explanations": [e.as_dict() for e in status.explanations]}
 
     return jsonify(console().cache.get(("progress", announcement_id), load,
                                        cache_seconds(PROGRESS_SECONDS)))
+
+
+def _status(session: Session, found: Announcement) -> announcement_status.AnnouncementStatus:
+    rt = runtime()
+    return announcement_status.status_of(session, found, now(), rt.config, rt.settings)
 
 
 def _audience(form: ComposeForm) -> broadcast.Audience:

@@ -1,4 +1,5 @@
-// An announcement's page: while it is being sent, poll progress.json and update the counts.
+// An announcement's page: while it is being sent, poll progress.json and update the counts
+// and the explanations (what holds it up, why some people did not get it).
 "use strict";
 (() => {
   const box = document.getElementById("progress");
@@ -9,6 +10,19 @@
   const note = document.getElementById("progress-note");
   const finished = (s) => s === "sent" || s === "cancelled";
   const format = (n) => n.toLocaleString("en-GB");
+
+  // Replace a section's list with these explanations; hide the section when there are none.
+  function explain(section, explanations) {
+    if (!section) return;
+    const items = explanations.map((e) => {
+      const item = document.createElement("li");
+      item.dataset.code = e.code;
+      item.textContent = e.text;
+      return item;
+    });
+    section.querySelector("ul").replaceChildren(...items);
+    section.hidden = items.length === 0;
+  }
 
   async function poll() {
     let data;
@@ -32,6 +46,8 @@
     bar.value = data.total - open;
     status.textContent = data.status;
     status.className = "status " + data.status;
+    explain(document.getElementById("why"), data.explanations.filter((e) => e.kind === "hold"));
+    explain(document.getElementById("outcomes"), data.explanations.filter((e) => e.kind === "outcome"));
     if (finished(data.status)) {
       note.textContent = "Finished.";
       // Pause, resume and cancel were for a sending announcement: nothing is left to stop.
