@@ -5,7 +5,9 @@ carries no cookie a browser could send on another site's behalf."""
 from __future__ import annotations
 
 from webhooks.api_v1 import (  # noqa: F401  (importing a module registers its views)
+    announcements,
     conversations,
+    openapi,
     petitions,
 )
 from webhooks.api_v1.auth import ROLES, bp

@@ -2,8 +2,9 @@
 
 Every view is declared with `route(rule, role)`, which authenticates the token and checks
 the role (admin ⊇ editor ⊇ viewer) before the view runs and records the role in ROLES, so
-a test can prove that no API route goes unguarded. Refusals are JSON `{"error": ...}`:
-no, an unknown or a revoked token 401; a role too low 403.
+a test can prove that no API route goes unguarded ("public" is for what holds no data: the
+API's own description). Refusals are JSON `{"error": ...}` (the `Error` schema): no, an
+unknown or a revoked token 401; a role too low 403.
 """
 
 from __future__ import annotations
@@ -22,7 +23,19 @@ from webhooks.runtime import runtime
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 View = TypeVar("View", bound=Callable[..., Any])
-ROLES: dict[str, str] = {}  # endpoint -> the least role that may use it
+ROLES: dict[str, str] = {}  # endpoint -> the least role that may use it ("public": no token)
+PUBLIC = "public"
+
+# The shape of every refusal, named in each operation's documented error responses.
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "Error": {
+        "type": "object",
+        "description": "Why the request was refused, in words.",
+        "properties": {"error": {"type": "string"}},
+        "required": ["error"],
+        "additionalProperties": False,
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -60,13 +73,16 @@ def _authenticate() -> Caller:
 
 
 def route(rule: str, role: str, **options: Any) -> Callable[[View], View]:
-    """Declare an API view and the least role its token's staff member needs."""
+    """Declare an API view and the least role its token's staff member needs ("public":
+    no token, for what holds no data)."""
 
     def decorator(view: View) -> View:
         endpoint = options.pop("endpoint", view.__name__)
 
         @functools.wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Any:
+            if role == PUBLIC:
+                return view(*args, **kwargs)
             caller = _authenticate()
             if not accounts.may(caller.role, role):
                 refuse(403, f"this needs the {role} role; the token's staff member is a "

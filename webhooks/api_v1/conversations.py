@@ -24,6 +24,79 @@ MAX_TEXT = 1600  # the longest SMS Twilio takes; a channel may take less (400 sa
 # A row id: 1 to the largest BIGINT, so a longer number is a 404, not a database overflow.
 CONVERSATION = f"<int(min=1, max={2**63 - 1}):conversation_id>"
 
+_TIME = {"type": "string", "format": "date-time"}
+_MAYBE_TIME = {**_TIME, "nullable": True}
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "ConversationMessage": {
+        "type": "object",
+        "description": "A message of a conversation: the supporter's, the bot's reply to one "
+                       "of them, or a staff member's reply.",
+        "properties": {
+            "id": {"type": "integer", "nullable": True,
+                   "description": "null for the bot's replies, which have no id of their own"},
+            "in_reply_to": {"type": "integer", "nullable": True,
+                            "description": "the bot's replies: the supporter's message they "
+                                           "answered"},
+            "direction": {"type": "string", "enum": ["in", "out"]},
+            "kind": {"type": "string", "enum": ["in", "bot", "staff"]},
+            "text": {"type": "string"},
+            "at": _TIME,
+            "staff": {"type": "string", "nullable": True,
+                      "description": "who wrote a staff reply"},
+            "delivery_state": {
+                "type": "string", "nullable": True,
+                "enum": [*sorted(set(inbox.DELIVERY_STATE.values())), None],
+                "description": "a staff reply's way to the supporter (unknown: it may or may "
+                               "not have gone)"},
+            "flagged": {"type": "boolean",
+                        "description": "the words may need care (distress, a complaint)"},
+        },
+        "required": ["id", "in_reply_to", "direction", "kind", "text", "at", "staff",
+                     "delivery_state", "flagged"],
+        "additionalProperties": False,
+    },
+    "Conversation": {
+        "type": "object",
+        "description": "A supporter's messages that wait for a person, and the answers.",
+        "properties": {
+            "id": {"type": "integer"},
+            "channel": {"type": "string", "enum": ["sms", "whatsapp", "telegram"]},
+            "supporter": {"type": "integer", "description": "the supporter's id"},
+            "status": {"type": "string", "enum": list(STATUSES)},
+            "flagged": {"type": "boolean"},
+            "assigned_to": {"type": "string", "nullable": True,
+                            "description": "the staff member answering it"},
+            "waiting_since": {**_MAYBE_TIME,
+                              "description": "the oldest supporter message not yet answered"},
+            "last_message_at": _MAYBE_TIME,
+            "messages": {"type": "array",
+                         "items": {"$ref": "#/components/schemas/ConversationMessage"}},
+        },
+        "required": ["id", "channel", "supporter", "status", "flagged", "assigned_to",
+                     "waiting_since", "last_message_at", "messages"],
+        "additionalProperties": False,
+    },
+    "ConversationList": {
+        "type": "object",
+        "properties": {"items": {"type": "array",
+                                 "items": {"$ref": "#/components/schemas/Conversation"}}},
+        "required": ["items"],
+        "additionalProperties": False,
+    },
+    "StaffReply": {
+        "type": "object",
+        "properties": {"text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}},
+        "required": ["text"],
+    },
+    "ClosedConversation": {
+        "type": "object",
+        "properties": {"id": {"type": "integer"},
+                       "status": {"type": "string", "enum": ["closed"]}},
+        "required": ["id", "status"],
+        "additionalProperties": False,
+    },
+}
+
 
 def _at(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value else None
@@ -53,6 +126,30 @@ def _item(summary: inbox.Summary, thread: inbox.Thread | None) -> dict[str, Any]
 
 @route("/conversations", "editor", methods=["GET"])
 def conversations() -> Any:
+    """Conversations that wait for a person (or closed ones), flagged first, then the
+    longest waiting.
+    ---
+    get:
+      summary: List conversations
+      parameters:
+        - in: query
+          name: status
+          schema: {type: string, enum: [open, closed], default: open}
+        - in: query
+          name: limit
+          schema: {type: integer, minimum: 1, maximum: 200, default: 50}
+      responses:
+        200:
+          description: The conversations, each with its messages (staff notes left out).
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/ConversationList'}
+        400:
+          description: A status or limit out of range.
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/Error'}
+    """
     status = request.args.get("status", "open")
     if status not in STATUSES:
         refuse(400, "status: open or closed")
@@ -75,6 +172,40 @@ def _staff(session: Session) -> StaffUser:
 
 @route(f"/conversations/{CONVERSATION}/messages", "editor", methods=["POST"])
 def reply(conversation_id: int) -> Any:
+    """Send a staff reply to the supporter on their channel, through the outbox.
+    ---
+    post:
+      summary: Reply to a conversation
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: '#/components/schemas/StaffReply'}
+      responses:
+        201:
+          description: The reply, queued for sending.
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/ConversationMessage'}
+        400:
+          description: Not a JSON object, no text, or a text the channel cannot carry
+            (too long, or characters it cannot send).
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/Error'}
+        404:
+          description: No such conversation.
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/Error'}
+        409:
+          description: The channel cannot carry a reply now, and nothing was queued; the
+            error says why (the conversation is closed, the supporter sent STOP or cannot be
+            reached, WhatsApp outside the 24-hour window).
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/Error'}
+    """
     text = json_body().get("text")
     if not isinstance(text, str) or not text.strip():
         refuse(400, "text: write the reply")
@@ -96,6 +227,22 @@ def reply(conversation_id: int) -> Any:
 
 @route(f"/conversations/{CONVERSATION}/close", "editor", methods=["POST"])
 def close(conversation_id: int) -> Any:
+    """Close a conversation: the supporter's next message opens a new one.
+    ---
+    post:
+      summary: Close a conversation
+      responses:
+        200:
+          description: The conversation is closed (closing a closed one changes nothing).
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/ClosedConversation'}
+        404:
+          description: No such conversation.
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/Error'}
+    """
     with runtime().sessions.begin() as session:
         try:
             inbox.close(session, conversation_id, _staff(session), now())
