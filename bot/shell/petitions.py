@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 
 from bot.core.conversation import PetitionView
 from bot.infra.config import Petition
@@ -16,20 +17,22 @@ class Catalogue:
 
     def views(self, counts: Mapping[str, int],
               voices: Mapping[str, tuple[tuple[str, str], ...]] | None = None,
-              ) -> dict[str, PetitionView]:
-        """Every petition as the core sees it."""
+              today: date | None = None) -> dict[str, PetitionView]:
+        """Every petition as the core sees it (closed: on or before `today`)."""
         voices = voices or {}
-        return {p.slug: self.view(p, counts.get(p.slug, 0), voices.get(p.slug, ()))
+        return {p.slug: self.view(p, counts.get(p.slug, 0), voices.get(p.slug, ()), today)
                 for p in self.petitions}
 
-    def view(self, p: Petition, here: int,
-             voices: tuple[tuple[str, str], ...] = ()) -> PetitionView:
+    def view(self, p: Petition, here: int, voices: tuple[tuple[str, str], ...] = (),
+             today: date | None = None) -> PetitionView:
+        closed = p.closed if p.closed is not None and (today is None or p.closed <= today) \
+            else None
         return PetitionView(
             slug=p.slug, code=p.code, title=p.title, summary=p.summary, issue=p.issue,
             decision_makers=_and(p.decision_makers),
             organiser=p.organiser, created=p.created, here=here,
             external=tuple((e.source, e.count) for e in p.external), share_url=p.share_url,
-            voices=voices)
+            voices=voices, closed=closed)
 
 
 def _and(names: tuple[str, ...]) -> str:
