@@ -22,7 +22,7 @@ from werkzeug.security import check_password_hash
 
 from bot.infra.config import Config
 from bot.infra.settings import Settings
-from bot.shell import api_tokens, broadcast
+from bot.shell import api_tokens, broadcast, invites
 from models import (
     Announcement,
     AuditEntry,
@@ -63,6 +63,7 @@ def write_config(folder: Path, second_approval: bool = True) -> Path:
     text = text.replace("test_group = []", f"test_group = {json.dumps(TEST_GROUP)}")
     text = text.replace("require_second_approval = true",
                         f"require_second_approval = {str(second_approval).lower()}")
+    text = text.replace("admin_two_factor = true", "admin_two_factor = false")  # as conftest
     path = folder / f"config-{second_approval}.toml"
     path.write_text(text)
     return path
@@ -296,6 +297,11 @@ class Route:
 
 ROUTES = [
     Route("GET", "/staff/", "viewer", 200),
+    Route("GET", "/staff/texts", "admin", 200),
+    Route("GET", "/staff/texts/greeting", "admin", 200),
+    Route("POST", "/staff/texts/greeting", "admin", 303,
+          (("text", "Hi from {organiser}"), ("action", "save"))),
+    Route("POST", "/staff/texts/greeting/reset", "admin", 303),
     Route("GET", "/staff/announcements", "viewer", 200),
     Route("GET", "/staff/announcements/new", "editor", 200),
     Route("POST", "/staff/announcements/new", "editor", 302, (("text", "Hello"),)),
@@ -304,7 +310,8 @@ ROUTES = [
     Route("GET", "/staff/announcements/{draft}/edit", "editor", 200),
     Route("GET", "/staff/announcements/{draft}/progress.json", "viewer", 200),
     Route("POST", "/staff/announcements/{draft}/test", "editor", 302),
-    Route("POST", "/staff/announcements/{draft}/approve", "admin", 303, (("when", "now"),)),
+    Route("POST", "/staff/announcements/{draft}/approve", "admin", 303,
+          (("when", "now"), ("confirm", "yes"))),  # "yes": at night it would ask first
     Route("POST", "/staff/announcements/{draft}/pause", "admin", 303),
     Route("POST", "/staff/announcements/{draft}/resume", "admin", 303),
     Route("POST", "/staff/announcements/{draft}/cancel", "admin", 303),
@@ -341,10 +348,41 @@ ROUTES = [
     Route("GET", "/staff/account/tokens", "viewer", 200),
     Route("POST", "/staff/account/tokens", "viewer", 200, (("name", "Reporting"),)),
     Route("POST", "/staff/account/tokens/{token}/revoke", "viewer", 303),
+    Route("GET", "/staff/account/test-sends", "editor", 200),
+    Route("POST", "/staff/account/test-sends/code", "editor", 200),
+    Route("POST", "/staff/account/test-sends/sms/unlink", "editor", 303),
+    Route("GET", "/staff/account", "viewer", 200),
+    Route("POST", "/staff/account/name", "viewer", 303, (("name", "Sam Patel"),)),
+    Route("POST", "/staff/account/password", "viewer", 400, (
+        ("password", "not the password"), ("new_password", "a new password here"),
+        ("again", "a new password here"))),
+    Route("GET", "/staff/account/two-factor", "viewer", 200),
+    Route("POST", "/staff/account/two-factor", "viewer", 303, (("code", "000000"),)),
+    Route("POST", "/staff/account/two-factor/off", "viewer", 400,
+          (("password", PASSWORD), ("code", "000000"))),
+    Route("POST", "/staff/account/two-factor/recovery-codes", "viewer", 400,
+          (("password", PASSWORD),)),
+    Route("GET", "/staff/colleagues", "admin", 200),
+    Route("POST", "/staff/colleagues", "admin", 200,
+          (("email", "kim@planets.example"), ("role", "viewer"))),
+    Route("POST", "/staff/colleagues/{colleague}/role", "admin", 303, (("role", "viewer"),)),
+    Route("POST", "/staff/colleagues/{colleague}/deactivate", "admin", 303),
+    Route("POST", "/staff/colleagues/{colleague}/reactivate", "admin", 303),
+    Route("POST", "/staff/colleagues/invites/{invite}/revoke", "admin", 303),
+    Route("GET", "/staff/petitions", "viewer", 200),
+    Route("GET", "/staff/petitions/new", "editor", 200),
+    Route("POST", "/staff/petitions/new", "editor", 400),  # an empty form: nothing made
+    Route("POST", "/staff/petitions/preview", "editor", 200),
+    Route("GET", "/staff/petitions/sirt/edit", "editor", 200),
+    Route("POST", "/staff/petitions/sirt/edit", "editor", 400),  # empty: nothing saved
+    Route("POST", "/staff/petitions/sirt/close", "editor", 303),
+    Route("POST", "/staff/petitions/sirt/reopen", "editor", 303),
+    Route("GET", "/staff/petitions/sirt/history", "viewer", 200),
+    Route("POST", "/staff/petitions/sirt/versions/1/restore", "editor", 303),
     Route("POST", "/staff/logout", "viewer", 302),
 ]
 ONES = {"draft": 1, "voice": 1, "supporter": 1, "conversation": 1, "message": 1, "saved": 1,
-        "token": 1}
+        "token": 1, "colleague": 1, "invite": 1}
 RANK = ["viewer", "editor", "admin"]
 
 
@@ -375,11 +413,13 @@ def world(app: Flask, twilio: FlaskClient, config: Config, staff_ids: dict[str, 
         user = session.get(StaffUser, staff_ids["admin"])
         assert message is not None and user is not None
         token = api_tokens.issue(session, user, "script", dt.datetime.now(dt.UTC)).id
+        invite = invites.invite(session, "lee@planets.example", "viewer", user,
+                                dt.datetime.now(dt.UTC)).invite.id
         session.flush()
         saved_id = saved.id
     return {"draft": draft, "voice": voice_id, "supporter": supporter,
             "conversation": conversation, "message": message, "saved": saved_id,
-            "token": token}
+            "token": token, "colleague": staff_ids["editor"], "invite": invite}
 
 
 def test_the_role_table_covers_every_console_route(app: Flask) -> None:
@@ -391,7 +431,7 @@ def test_the_role_table_covers_every_console_route(app: Flask) -> None:
     adapter = app.url_map.bind("localhost")
     tested = {adapter.match(r.path.split("?")[0].format(**ONES),
                             method=r.method)[0] for r in ROUTES}
-    assert tested | {"staff.login", "staff.static"} == declared
+    assert tested | {"staff.login", "staff.login_code", "staff.invite", "staff.static"} == declared
     for r in ROUTES:
         endpoint = adapter.match(r.path.split("?")[0].format(**ONES),
                                  method=r.method)[0]
@@ -539,7 +579,8 @@ def test_a_second_staff_member_must_approve_when_config_requires_it(
     assert status_of(sessions, mine) == "draft"
     page = admin.get(f"/staff/announcements/{mine}").get_data(as_text=True)
     assert "another admin must approve it" in page
-    approved = admin2.post(f"/staff/announcements/{mine}/approve", {"when": "now"})
+    approved = admin2.post(f"/staff/announcements/{mine}/approve",
+                           {"when": "now", "confirm": "yes"})  # at night it asks first
     assert approved.status_code == 303
     assert status_of(sessions, mine) == "sending"
     with sessions() as session:
@@ -563,7 +604,8 @@ def test_without_the_rule_an_admin_may_approve_their_own(
         add_people(sessions)
         mine = draft_by(sessions, config, email_of("admin"))
         b = browser(relaxed, "admin")
-        assert b.post(f"/staff/announcements/{mine}/approve", {"when": "now"}).status_code == 303
+        assert b.post(f"/staff/announcements/{mine}/approve",
+                      {"when": "now", "confirm": "yes"}).status_code == 303
         assert status_of(sessions, mine) == "sending"
     finally:
         relaxed.extensions["petitionbot"].engine.dispose()
@@ -588,7 +630,7 @@ def test_an_announcement_is_tested_scheduled_sent_paused_resumed_and_cancelled(
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
     local = later.astimezone(__import__("zoneinfo").ZoneInfo("Europe/London"))
     scheduled = admin.post(f"/staff/announcements/{draft}/approve", {
-        "when": "later", "at": local.strftime("%Y-%m-%dT%H:%M")})
+        "when": "later", "at": local.strftime("%Y-%m-%dT%H:%M"), "confirm": "yes"})
     assert scheduled.status_code == 303
     with sessions() as session:
         found = session.get(Announcement, draft)
@@ -601,7 +643,7 @@ def test_an_announcement_is_tested_scheduled_sent_paused_resumed_and_cancelled(
     assert status_of(sessions, past) == "draft"
 
     now_one = draft_by(sessions, config, email_of("editor"))
-    admin.post(f"/staff/announcements/{now_one}/approve", {"when": "now"})
+    admin.post(f"/staff/announcements/{now_one}/approve", {"when": "now", "confirm": "yes"})
     progress = admin.get(f"/staff/announcements/{now_one}/progress.json").get_json()
     assert progress["status"] == "sending" and progress["counts"]["pending"] == 4
     assert progress["done"] is False
@@ -829,10 +871,12 @@ def test_the_audit_log_pages_newest_first(
     b = browser(app, "admin")
     first = b.get("/staff/audit?action=test.entry").get_data(as_text=True)
     assert "120 entries; page 1 of 3" in first
-    assert "n:119" in first and "n:70" in first and "n:69" not in first
+    assert "(n 119)" in first and "(n 70)" in first and "(n 69)" not in first
     last = b.get("/staff/audit?action=test.entry&page=3").get_data(as_text=True)
-    assert last.count("<td>test.entry</td>") == 20 and "n:0" in last
-    assert "login" in b.get("/staff/audit").get_data(as_text=True)
+    assert last.count("The operator (command line): test entry (n ") == 20
+    assert "(n 0)" in last
+    assert "admin@planets.example (admin) signed in" in b.get("/staff/audit").get_data(
+        as_text=True)
 
 
 # The simulator ------------------------------------------------------------------------

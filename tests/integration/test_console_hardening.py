@@ -104,7 +104,7 @@ def test_an_admin_who_edited_a_draft_cannot_approve_it(
             in flashed(admin, refused))
     assert status_of(sessions, draft) == "draft"
     assert other.post(f"/staff/announcements/{draft}/approve",
-                      {"when": "now"}).status_code == 303
+                      {"when": "now", "confirm": "yes"}).status_code == 303  # at any hour
     with sessions() as session:
         found = session.get(Announcement, draft)
         assert found is not None and (found.status, found.approved_by) == (
@@ -170,7 +170,8 @@ def test_an_approval_names_the_version_the_admin_saw(
     assert status_of(sessions, draft) == "draft"
     fresh = SEEN.search(admin.get(f"/staff/announcements/{draft}").get_data(as_text=True))
     assert fresh and fresh.group(1) != seen.group(1)
-    admin.post(f"/staff/announcements/{draft}/approve", {"when": "now", "seen": fresh.group(1)})
+    admin.post(f"/staff/announcements/{draft}/approve",
+               {"when": "now", "seen": fresh.group(1), "confirm": "yes"})  # at any hour
     assert status_of(sessions, draft) == "sending"
 
 

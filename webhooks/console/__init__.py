@@ -11,15 +11,20 @@ from flask import Flask
 
 from webhooks.console import (  # noqa: F401  (importing a module registers its views)
     access,
+    account,
     announcement_actions,
     announcements,
     audit,
     auth,
+    colleagues,
     dashboard,
     handin,
     inbox,
+    petitions,
     simulator,
     supporters,
+    test_sends,
+    texts,
     tokens,
     voices,
 )
