@@ -17,9 +17,7 @@ Every wait is bounded (Playwright timeouts of at most 15 s).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import os
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -28,45 +26,32 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session, sessionmaker
-from werkzeug.serving import make_server
 
 from bot.core.gsm import segments
 from bot.core.outcomes import Job, Result, SendResult
-from bot.entry.worker import BroadcastWorker
-from bot.infra.config import Config
 from bot.infra.settings import Settings
 from bot.shell import broadcast
 from models import Announcement, Delivery, Identity, Signature
-from models.db import make_engine, make_sessions
-from tests.conftest import ROOT
-from tests.integration.console_helpers import PASSWORD, add_people, email_of
-from tests.integration.twilio_helpers import PATH, sign, sms_payload, whatsapp_payload
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = ROOT / "test-artifacts"
-WAIT_MS = 10_000      # every Playwright action, navigation and expectation
-SENT_WAIT_MS = 15_000  # the progress view reaching "sent" (worker heartbeat + 2 s polls)
-IN_CI = bool(os.environ.get("CI"))
-
-if not CHROMIUM.exists() and not IN_CI:
-    pytest.skip("needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
-                allow_module_level=True)
-
-from playwright.sync_api import (  # noqa: E402  (after the skip: only with a browser)
-    Browser,
+from tests.e2e.browser import (  # skips this module without chromium
+    WAIT_MS,
     Dialog,
     Page,
+    Site,
+    csrf_token,
     expect,
-    sync_playwright,
+    log_in,
+    page_width,
+    quiet_hours_off,
+    running_worker,
+    screenshot,
+    served,
 )
+from tests.integration.console_helpers import add_people, email_of
+
+SENT_WAIT_MS = 15_000  # the progress view reaching "sent" (worker heartbeat + 2 s polls)
 
 pytestmark = pytest.mark.e2e
-expect.set_options(timeout=WAIT_MS)
 
 CURLY = "We\u2019re nearly there \U0001F389 thank you all for signing"
 SIGNERS = [  # number, name, postcode, channel, updates
@@ -79,75 +64,15 @@ SIGNERS = [  # number, name, postcode, channel, updates
 ]
 
 
-# The browser, the server and the worker ---------------------------------------------------
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    if not CHROMIUM.exists():  # only reached in CI: there a missing browser is a failure
-        pytest.fail("CI is set but /usr/bin/chromium is missing: apt-get install -y chromium")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
-                                    headless=True, timeout=30_000)
-        yield browser
-        browser.close()
-
-
-@dataclass
-class Site:
-    """The app behind a real server on loopback."""
-
-    base: str
-    app: Flask
-    sessions: sessionmaker[Session]
-    config: Config
-
-    def sign_up(self, number: str, name: str, postcode: str, channel: str = "sms",
-                updates: str = "YES") -> None:
-        """Someone signs over SMS or WhatsApp through /twilio/messages, signed by Twilio."""
-        client = self.app.test_client()
-        for body in ("Hi", "SIGN", "YES", name, postcode, "YES", updates):
-            params = (whatsapp_payload(number, body) if channel == "whatsapp"
-                      else sms_payload(number, body))
-            response = client.post(PATH, data=params, base_url=self.base, headers={
-                "X-Twilio-Signature": sign(params, url=self.base + PATH)})
-            assert response.status_code == 200, response.get_data(as_text=True)
-
-    def here(self) -> int:
-        """Signatures in the live database."""
-        with self.sessions() as session:
-            return session.scalar(select(func.count()).select_from(Signature)) or 0
-
+# The server and the worker ----------------------------------------------------------------
 
 @pytest.fixture
 def site(settings: Settings, tmp_path: Path) -> Iterator[Site]:
-    app_box: list[Flask] = []
-
-    def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        return app_box[0](environ, start_response)
-
-    server = make_server("127.0.0.1", 0, wsgi, threaded=True)
-    base = f"http://127.0.0.1:{server.server_port}"
-    # Over plain http the session cookie must not be Secure, or the browser drops it.
-    from webhooks import create_app
-
-    app = create_app(dataclasses.replace(settings, public_base_url=base,
-                                         secret_key="e2e-console-secret-key"))
-    app.config.update(STAFF_CACHE_SECONDS=0,
-                      STAFF_SIMULATOR_DATABASE_URL=f"sqlite:///{tmp_path / 'simulator.db'}")
-    assert app.config["SESSION_COOKIE_SECURE"] is False
-    app_box.append(app)
-    rt = app.extensions["petitionbot"]
-    add_people(rt.sessions)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                              name="console-server", daemon=True)
-    thread.start()
-    try:
-        yield Site(base, app, rt.sessions, rt.config)
-    finally:
-        server.shutdown()
-        thread.join(10)
-        server.server_close()
-        rt.engine.dispose()
+    with served(settings, simulator=tmp_path / "simulator.db",
+                secret_key="e2e-console-secret-key") as site:
+        assert site.app.config["SESSION_COOKIE_SECURE"] is False
+        add_people(site.sessions)
+        yield site
 
 
 @dataclass
@@ -166,63 +91,13 @@ class FakeSender:
 
 @pytest.fixture
 def worker(site: Site, database_url: str) -> Iterator[dict[str, FakeSender]]:
-    """A real BroadcastWorker running in a thread, quiet hours off, sending to fakes."""
-    config = dataclasses.replace(site.config, broadcast=dataclasses.replace(
-        site.config.broadcast, quiet_hours=None))
-    engine = make_engine(database_url)
+    """A real BroadcastWorker running in a thread, quiet hours off, sending to fakes; the
+    app's quiet hours are off too, so approving at any hour needs no second question."""
+    config = quiet_hours_off(site.config)
+    site.app.extensions["petitionbot"].config = config
     senders = {c: FakeSender(c) for c in ("sms", "whatsapp", "telegram")}
-    running = BroadcastWorker(config, make_sessions(engine), senders)
-    thread = threading.Thread(target=running.run, name="console-worker", daemon=True)
-    thread.start()
-    try:
+    with running_worker(config, database_url, senders, "console-worker"):
         yield senders
-    finally:
-        running.stop()
-        thread.join(30)
-        engine.dispose()
-    assert not thread.is_alive(), "the worker did not stop within 30 s"
-
-
-@pytest.fixture
-def open_page(chromium: Browser, site: Site) -> Iterator[Callable[[], Page]]:
-    """A fresh browser profile (its own cookies) per call, on the site."""
-    contexts = []
-
-    def make() -> Page:
-        context = chromium.new_context(base_url=site.base,
-                                       viewport={"width": 1280, "height": 900},
-                                       locale="en-GB", timezone_id="Europe/London")
-        context.set_default_timeout(WAIT_MS)
-        context.set_default_navigation_timeout(WAIT_MS)
-        contexts.append(context)
-        return context.new_page()
-
-    yield make
-    for context in contexts:
-        context.close()
-
-
-def log_in(page: Page, email: str) -> None:
-    page.goto("/staff/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(re.compile(r"/staff/$"), timeout=WAIT_MS)
-    expect(page.locator(".who")).to_contain_text(email, timeout=WAIT_MS)
-
-
-def screenshot(page: Page, name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / name
-    page.screenshot(path=str(path), full_page=True, timeout=WAIT_MS)
-    assert path.stat().st_size > 10_000, f"{name} looks blank"
-    return path
-
-
-def csrf_token(page: Page) -> str:
-    token = page.locator('meta[name="csrf-token"]').get_attribute("content")
-    assert token
-    return token
 
 
 # Announcements ------------------------------------------------------------------------------
@@ -442,8 +317,8 @@ def test_the_dashboard_shows_the_count_chart_and_places(
     big = page.locator(".card.big")
     expect(big.locator(".figure")).to_have_text("49,263")
     expect(big).to_contain_text("49,257 on Change.org + 6 here")
-    expect(page.locator("svg.chart[role=img]")).to_be_visible()
-    bars = page.locator("svg.chart .bar")
+    expect(page.locator("svg.chart.wide[role=img]")).to_be_visible()  # .narrow on a phone
+    bars = page.locator("svg.chart.wide .bar")
     expect(bars).to_have_count(60)  # one a day for the default 60 days
     assert bars.evaluate_all(
         "bars => bars.filter(b => Number(b.getAttribute('height')) > 0).length") == 5
@@ -451,7 +326,7 @@ def test_the_dashboard_shows_the_count_chart_and_places(
     expect(nations.locator("tbody td:first-child")).to_have_text(
         ["England", "Scotland", "Wales", "Northern Ireland"])
     expect(page.locator("main")).to_contain_text("leaflet")
-    width = page.evaluate("document.documentElement.scrollWidth")
+    width = page_width(page)
     assert width <= 1280, f"the dashboard scrolls sideways ({width}px)"
     screenshot(page, "console-dashboard.png")
 

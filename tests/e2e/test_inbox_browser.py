@@ -16,124 +16,46 @@ module is skipped, except in CI (CI set), where that fails. Every wait is bounde
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import os
 import re
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
-from flask import Flask
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
-from werkzeug.serving import make_server
 
 from bot.core.outcomes import Job, Result, SendResult
 from bot.entry.worker import BroadcastWorker
-from bot.infra.config import Config
 from bot.infra.settings import Settings
 from models import Delivery, SavedReply
-from tests.conftest import ROOT
-from tests.integration.console_helpers import PASSWORD, add_people, email_of
-from tests.integration.inbox_helpers import messages_of, waiting
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = ROOT / "test-artifacts"
-WAIT_MS = 10_000
-IN_CI = bool(os.environ.get("CI"))
-
-if not CHROMIUM.exists() and not IN_CI:
-    pytest.skip("needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
-                allow_module_level=True)
-
-from playwright.sync_api import (  # noqa: E402  (after the skip: only with a browser)
-    Browser,
+from tests.e2e.browser import (  # skips this module without chromium
+    WAIT_MS,
     Dialog,
     Page,
+    Site,
+    csrf_token,
     expect,
-    sync_playwright,
+    log_in,
+    quiet_hours_off,
+    save_screenshot,
+    served,
 )
+from tests.integration.console_helpers import add_people, email_of
+from tests.integration.inbox_helpers import messages_of, waiting
 
 pytestmark = pytest.mark.e2e
-expect.set_options(timeout=WAIT_MS)
 
 AMIRA, BEN, CARYS = "+447700900123", "+447700900456", "+447700900789"
 CURLY = "We\u2019ll be at the hand-in on Friday \u2013 see you there!"
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    if not CHROMIUM.exists():  # only reached in CI: there a missing browser is a failure
-        pytest.fail("CI is set but /usr/bin/chromium is missing: apt-get install -y chromium")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
-                                    headless=True, timeout=30_000)
-        yield browser
-        browser.close()
-
-
-@dataclass
-class Site:
-    base: str
-    app: Flask
-    sessions: sessionmaker[Session]
-    config: Config
-
-
 @pytest.fixture
 def site(settings: Settings, tmp_path: Path) -> Iterator[Site]:
-    app_box: list[Flask] = []
-
-    def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        return app_box[0](environ, start_response)
-
-    server = make_server("127.0.0.1", 0, wsgi, threaded=True)
-    base = f"http://127.0.0.1:{server.server_port}"
-    from webhooks import create_app
-
-    # Over plain http the session cookie must not be Secure, or the browser drops it.
-    app = create_app(dataclasses.replace(settings, public_base_url=base,
-                                         secret_key="e2e-inbox-secret-key"))
-    app.config.update(STAFF_CACHE_SECONDS=0,
-                      STAFF_SIMULATOR_DATABASE_URL=f"sqlite:///{tmp_path / 'simulator.db'}")
-    app_box.append(app)
-    rt = app.extensions["petitionbot"]
-    add_people(rt.sessions)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                              name="inbox-server", daemon=True)
-    thread.start()
-    try:
-        yield Site(base, app, rt.sessions, rt.config)
-    finally:
-        server.shutdown()
-        thread.join(10)
-        server.server_close()
-        rt.engine.dispose()
-
-
-@pytest.fixture
-def open_page(chromium: Browser, site: Site) -> Iterator[Callable[[], Page]]:
-    """A fresh browser profile (its own cookies) per call, on the site."""
-    contexts = []
-
-    def make() -> Page:
-        context = chromium.new_context(base_url=site.base,
-                                       viewport={"width": 1280, "height": 900},
-                                       locale="en-GB", timezone_id="Europe/London")
-        context.set_default_timeout(WAIT_MS)
-        context.set_default_navigation_timeout(WAIT_MS)
-        contexts.append(context)
-        return context.new_page()
-
-    yield make
-    for context in contexts:
-        context.close()
+    with served(settings, simulator=tmp_path / "simulator.db",
+                secret_key="e2e-inbox-secret-key") as site:
+        add_people(site.sessions)
+        yield site
 
 
 @dataclass
@@ -148,24 +70,8 @@ class Recorder:
 def send_outbox(site: Site) -> dict[str, Recorder]:
     """A real worker, until nothing is left to send."""
     senders = {c: Recorder() for c in ("sms", "whatsapp", "telegram")}
-    awake = dataclasses.replace(site.config, broadcast=dataclasses.replace(
-        site.config.broadcast, quiet_hours=None))
-    BroadcastWorker(awake, site.sessions, senders).run(until_idle=True)
+    BroadcastWorker(quiet_hours_off(site.config), site.sessions, senders).run(until_idle=True)
     return senders
-
-
-def log_in(page: Page, email: str) -> None:
-    page.goto("/staff/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(re.compile(r"/staff/$"))
-    expect(page.locator(".who")).to_contain_text(email)
-
-
-def screenshot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True, timeout=WAIT_MS)
 
 
 def rows(page: Page) -> list[int]:
@@ -193,7 +99,7 @@ def test_an_editor_replies_with_the_live_sms_preview_and_a_saved_reply(
     expect(editor).to_have_url(re.compile(r"/staff/inbox$"))
     assert rows(editor) == [flagged, question]  # flagged first, then the newest waiting
     expect(editor.locator(f'tr[data-conversation="{flagged}"]')).to_have_class("flagged")
-    screenshot(editor, "console-inbox.png")
+    save_screenshot(editor, "console-inbox.png")
 
     editor.get_by_role("link", name=f"#{question}", exact=True).click()
     expect(editor.locator("#thread")).to_contain_text("My mum wants to come.")
@@ -214,7 +120,7 @@ def test_an_editor_replies_with_the_live_sms_preview_and_a_saved_reply(
     expect(box).to_have_value("The hand-in is on Friday at 10am.")
     expect(preview.locator("pre")).to_have_text("The hand-in is on Friday at 10am.")
     expect(preview.locator(".sms-summary")).to_contain_text("GSM-7, 1 segment(s)")
-    screenshot(editor, "console-conversation.png")
+    save_screenshot(editor, "console-conversation.png")
     editor.get_by_role("button", name="Send the reply").click()
     expect(editor.locator(".flash")).to_contain_text("Reply queued")
     staff = editor.locator("#thread li.staff")
@@ -291,8 +197,7 @@ def test_a_viewer_reads_but_cannot_reply(site: Site, open_page: Callable[[], Pag
     expect(viewer.get_by_label("Reply", exact=True)).to_have_count(0)
     for label in ("Send the reply", "Assign to me", "Close", "Add the note"):
         expect(viewer.get_by_role("button", name=label, exact=True)).to_have_count(0)
-    token = viewer.locator('meta[name="csrf-token"]').get_attribute("content")
-    assert token
+    token = csrf_token(viewer)
     refused = viewer.request.post(f"{site.base}/staff/inbox/{conversation}/reply",
                                   form={"csrf_token": token, "text": "Yes"},
                                   max_redirects=0, timeout=WAIT_MS)
