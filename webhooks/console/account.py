@@ -33,20 +33,31 @@ BEFORE_SET_UP = frozenset({"staff.two_factor_setup", "staff.logout", "staff.stat
                            "staff.login_code", "staff.invite"})
 
 
-class NameForm(FlaskForm):
-    name = StringField("Your name", validators=[DataRequired(), Length(max=accounts.MAX_NAME)],
+def name_field() -> Any:
+    """A staff member's name (here, and on accepting an invitation)."""
+    return StringField("Your name", validators=[DataRequired(), Length(max=accounts.MAX_NAME)],
                        description="As colleagues know you.",
                        render_kw={"autocomplete": "name", "maxlength": accounts.MAX_NAME})
+
+
+def new_password_field(label: str) -> Any:
+    """A password being chosen (here, and on accepting an invitation), with the rule
+    bot.shell.staff applies to it."""
+    return PasswordField(
+        label, validators=[DataRequired(), Length(max=accounts.MAX_PASSWORD)],
+        description=f"{accounts.MIN_PASSWORD} characters or more, and not your email "
+                    "address. A few words you will remember make a good one.",
+        render_kw={"autocomplete": "new-password"})
+
+
+class NameForm(FlaskForm):
+    name = name_field()
 
 
 class PasswordForm(FlaskForm):
     password = PasswordField("Current password", validators=[DataRequired()],
                              render_kw={"autocomplete": "current-password"})
-    new_password = PasswordField(
-        "New password", validators=[DataRequired(), Length(max=accounts.MAX_PASSWORD)],
-        description=f"{accounts.MIN_PASSWORD} characters or more, and not your email "
-                    "address. A few words you will remember make a good one.",
-        render_kw={"autocomplete": "new-password"})
+    new_password = new_password_field("New password")
     again = PasswordField("The new password again",
                           validators=[DataRequired(), EqualTo("new_password",
                                                               "The two new passwords differ.")],

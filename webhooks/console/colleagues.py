@@ -15,7 +15,7 @@ from typing import Any
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 from sqlalchemy.orm import Session
-from wtforms import EmailField, PasswordField, RadioField, StringField
+from wtforms import EmailField, PasswordField, RadioField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, EqualTo, Length
 
@@ -23,7 +23,7 @@ from bot.shell import invites, two_factor
 from bot.shell import staff as accounts
 from models import StaffUser
 from webhooks.console.access import me, now, route
-from webhooks.console.account import sentence
+from webhooks.console.account import name_field, new_password_field, sentence
 from webhooks.console.auth import principal_of, start
 from webhooks.console.forms import ActionForm
 from webhooks.runtime import runtime
@@ -54,15 +54,8 @@ class InviteForm(FlaskForm):
 
 
 class AcceptForm(FlaskForm):
-    name = StringField("Your name", validators=[DataRequired(),
-                                                Length(max=accounts.MAX_NAME)],
-                       description="As colleagues know you.",
-                       render_kw={"autocomplete": "name", "maxlength": accounts.MAX_NAME})
-    password = PasswordField(
-        "Choose a password", validators=[DataRequired(), Length(max=accounts.MAX_PASSWORD)],
-        description=f"{accounts.MIN_PASSWORD} characters or more, and not your email "
-                    "address. A few words you will remember make a good one.",
-        render_kw={"autocomplete": "new-password"})
+    name = name_field()
+    password = new_password_field("Choose a password")
     again = PasswordField("The same password again",
                           validators=[DataRequired(), EqualTo("password",
                                                               "The two passwords differ.")],

@@ -8,7 +8,9 @@ bot.shell.petition_versions', as the staff API's are: this module parses and ren
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from collections.abc import Callable
 from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, url_for
@@ -17,7 +19,7 @@ from sqlalchemy.orm import Session
 from wtforms import FieldList, Form, FormField, HiddenField, StringField, TextAreaField
 from wtforms.validators import Length, Optional
 
-from bot.infra.config import SUMMARY_LIMIT, Petition
+from bot.infra.config import SUMMARY_LIMIT, Config, Petition
 from bot.shell import petition_versions
 from bot.shell.petition_content import content_of
 from bot.shell.petition_preview import preview
@@ -174,13 +176,7 @@ def petition_preview() -> Any:
 
 @route("/petitions/<slug>/close", "editor", methods=["POST"])
 def close_petition(slug: str) -> Any:
-    ActionForm()
-    rt = runtime()
-    with rt.sessions.begin() as session:
-        try:
-            petition = petition_versions.close(session, rt.config, slug, me().email, now())
-        except KeyError:
-            abort(404, "No such petition.")
+    petition = _open_or_close(slug, petition_versions.close)
     assert petition.closed is not None
     flash(f"“{petition.title}” is closed as of {petition.closed:%-d %B %Y}.", "info")
     return _back(slug)
@@ -188,13 +184,7 @@ def close_petition(slug: str) -> Any:
 
 @route("/petitions/<slug>/reopen", "editor", methods=["POST"])
 def reopen_petition(slug: str) -> Any:
-    ActionForm()
-    rt = runtime()
-    with rt.sessions.begin() as session:
-        try:
-            petition = petition_versions.reopen(session, rt.config, slug, me().email, now())
-        except KeyError:
-            abort(404, "No such petition.")
+    petition = _open_or_close(slug, petition_versions.reopen)
     flash(f"“{petition.title}” is open again.", "info")
     return _back(slug)
 
@@ -228,6 +218,19 @@ def restore_petition(slug: str, number: int) -> Any:
 
 
 # Parsing and rendering ----------------------------------------------------------------------
+
+def _open_or_close(slug: str, change: Callable[[Session, Config, str, str, dt.datetime],
+                                                Petition]) -> Petition:
+    """Close or reopen the petition (petition_versions.close or .reopen) in the signed-in
+    staff member's name; 404 when there is no such petition."""
+    ActionForm()
+    rt = runtime()
+    with rt.sessions.begin() as session:
+        try:
+            return change(session, rt.config, slug, me().email, now())
+        except KeyError:
+            abort(404, "No such petition.")
+
 
 def _back(slug: str) -> Any:
     """To the page the button was on: the list, or the petition's own."""

@@ -5,18 +5,9 @@
   const form = document.getElementById("compose");
   const out = document.getElementById("preview");
   const counter = document.getElementById("text-count");
-  if (!form || !out) return;
-  const token = document.querySelector('meta[name="csrf-token"]').content;
+  if (!form || !out || !window.livePreview) return;
   const format = (n) => Number(n).toLocaleString("en-GB");
-  let timer = 0;
-  let sequence = 0;
-
-  function el(tag, text, className) {
-    const node = document.createElement(tag);
-    if (text !== undefined) node.textContent = text;
-    if (className) node.className = className;
-    return node;
-  }
+  const { el } = window.livePreview;
 
   function bubble(title, text, channel) {
     const article = el("article", undefined, "bubble " + channel);
@@ -67,27 +58,16 @@
     out.replaceChildren(...parts);
   }
 
-  async function refresh() {
-    const mine = ++sequence;
+  // Characters as the server counts them (code points: an emoji is one, not two).
+  function count() {
     const text = form.elements.namedItem("text").value;
-    // Characters as the server counts them (code points: an emoji is one, not two).
     if (counter) counter.textContent = `${format(Array.from(text).length)} of 1,200 characters`;
-    try {
-      const response = await fetch(form.dataset.preview, {
-        method: "POST",
-        body: new FormData(form),
-        headers: { "X-CSRFToken": token, Accept: "application/json" },
-        credentials: "same-origin",
-      });
-      if (!response.ok) throw new Error(String(response.status));
-      const data = await response.json();
-      if (mine === sequence) draw(data);
-    } catch (error) {
-      if (mine === sequence) out.replaceChildren(el("p", "The preview is unavailable just now; it will retry as you type.", "warning"));
-    }
   }
 
-  const later = () => { window.clearTimeout(timer); timer = window.setTimeout(refresh, 300); };
+  const { refresh, later } = window.livePreview({
+    form, out, draw, before: count, wait: 300, accept: "application/json",
+    unavailable: "The preview is unavailable just now; it will retry as you type.",
+  });
   form.addEventListener("input", later);
   form.addEventListener("change", later);
   refresh();

@@ -6,22 +6,13 @@
 (() => {
   const form = document.getElementById("reply");
   const out = document.getElementById("reply-preview");
-  if (!form || !out) return;
+  if (!form || !out || !window.livePreview) return;
   const box = form.elements.namedItem("text");
   const send = document.getElementById("send");
   const reach = document.getElementById("reach");
   const saved = document.getElementById("saved-reply");
-  const token = document.querySelector('meta[name="csrf-token"]').content;
   const format = (n) => Number(n).toLocaleString("en-GB");
-  let timer = 0;
-  let sequence = 0;
-
-  function el(tag, text, className) {
-    const node = document.createElement(tag);
-    if (text !== undefined) node.textContent = text;
-    if (className) node.className = className;
-    return node;
-  }
+  const { el } = window.livePreview;
 
   function sms(s) {
     const parts = [el("h3", "SMS, as it will arrive"), el("pre", s.text)];
@@ -83,24 +74,10 @@
     }
   }
 
-  async function refresh() {
-    const mine = ++sequence;
-    try {
-      const response = await fetch(form.dataset.preview, {
-        method: "POST",
-        body: new FormData(form),
-        headers: { "X-CSRFToken": token, Accept: "application/json" },
-        credentials: "same-origin",
-      });
-      if (!response.ok) throw new Error(String(response.status));
-      const data = await response.json();
-      if (mine === sequence) draw(data);
-    } catch (error) {
-      if (mine === sequence) out.replaceChildren(el("p", "The preview is unavailable just now; it will retry as you type.", "warning"));
-    }
-  }
-
-  const later = () => { window.clearTimeout(timer); timer = window.setTimeout(refresh, 250); };
+  const { refresh, later } = window.livePreview({
+    form, out, draw, wait: 250, accept: "application/json",
+    unavailable: "The preview is unavailable just now; it will retry as you type.",
+  });
   box.addEventListener("input", later);
   if (saved) {
     saved.addEventListener("change", () => {

@@ -4,38 +4,20 @@
 (() => {
   const form = document.getElementById("petition-form");
   const out = document.getElementById("preview");
-  if (!form || !out) return;
-  const token = document.querySelector('meta[name="csrf-token"]').content;
-  let timer = 0;
-  let sequence = 0;
+  if (!form || !out || !window.livePreview) return;
 
-  async function refresh() {
-    const mine = ++sequence;
-    try {
-      const response = await fetch(form.dataset.preview, {
-        method: "POST",
-        body: new FormData(form),
-        headers: { "X-CSRFToken": token, Accept: "text/html" },
-        credentials: "same-origin",
-      });
-      if (!response.ok) throw new Error(String(response.status));
-      // The server's own escaped template, parsed inertly (scripts in it never run).
-      const page = new DOMParser().parseFromString(await response.text(), "text/html");
-      if (mine !== sequence) return;
-      const open = new Set([...out.querySelectorAll("details[open]")].map((d) => d.id));
-      out.replaceChildren(...page.body.childNodes);
-      for (const details of out.querySelectorAll("details")) details.open = open.has(details.id);
-    } catch (error) {
-      if (mine === sequence) {
-        const note = document.createElement("p");
-        note.className = "warning";
-        note.textContent = "The preview is unavailable just now; press Preview, or keep typing to try again.";
-        out.replaceChildren(note);
-      }
-    }
+  // The server's own escaped template, parsed inertly (scripts in it never run).
+  function draw(fragment) {
+    const page = new DOMParser().parseFromString(fragment, "text/html");
+    const open = new Set([...out.querySelectorAll("details[open]")].map((d) => d.id));
+    out.replaceChildren(...page.body.childNodes);
+    for (const details of out.querySelectorAll("details")) details.open = open.has(details.id);
   }
 
-  const later = () => { window.clearTimeout(timer); timer = window.setTimeout(refresh, 400); };
+  const { later } = window.livePreview({
+    form, out, draw, wait: 400, accept: "text/html",
+    unavailable: "The preview is unavailable just now; press Preview, or keep typing to try again.",
+  });
   form.addEventListener("input", later);
   form.addEventListener("change", later);
 })();
