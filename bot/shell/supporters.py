@@ -1,9 +1,14 @@
 """Supporters for staff: find a person, show what we hold, export it (a subject access
-request) and erase it. Lists mask phone numbers; one person's own page and export do not."""
+request) and erase it. Lists mask phone numbers; one person's own page and export do not.
+
+The console and the staff API both open, export and erase through `view`, `export` and
+`erase` here, so the rules and the audit entries (by supporter id and masked number, never
+the data itself) are the same whichever way staff come."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,8 +16,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.core.phones import mask, normalise_phone
+from bot.infra.config import Organisation
 from bot.shell import inbox
 from bot.shell.people import erase_supporter
+from bot.shell.staff import audit
 from models import (
     Announcement,
     ConsentRecord,
@@ -50,9 +57,7 @@ def find(session: Session, query: str, limit: int = LIMIT) -> list[Found]:
     ids: list[int | None] = []
     phone = normalise_phone(query)
     if phone is not None:
-        ids += session.scalars(select(Supporter.id).where(Supporter.phone == phone)).all()
-        ids += session.scalars(select(Identity.supporter_id).where(
-            Identity.address == phone, Identity.supporter_id.is_not(None))).all()
+        ids += by_phone(session, phone)
     if query.lstrip("-").isdigit():  # a Telegram chat id
         ids += session.scalars(select(Identity.supporter_id).where(
             Identity.channel == "telegram", Identity.address == query,
@@ -64,6 +69,17 @@ def find(session: Session, query: str, limit: int = LIMIT) -> list[Found]:
             .distinct().order_by(Signature.supporter_id).limit(limit)).all()
     found = [i for i in dict.fromkeys(ids) if i is not None]
     return summaries(session, found[:limit])
+
+
+def by_phone(session: Session, phone: str) -> list[int]:
+    """The people with this E.164 number: the one whose record holds it first, then any
+    whose SMS or WhatsApp channel has it as its address (the console's search by number)."""
+    ids: list[int | None] = list(session.scalars(
+        select(Supporter.id).where(Supporter.phone == phone)))
+    ids += session.scalars(select(Identity.supporter_id).where(
+        Identity.address == phone, Identity.supporter_id.is_not(None))
+        .order_by(Identity.supporter_id))
+    return [i for i in dict.fromkeys(ids) if i is not None]
 
 
 def summaries(session: Session, ids: list[int]) -> list[Found]:
@@ -148,6 +164,37 @@ def subject_access(session: Session, supporter_id: int) -> dict[str, Any] | None
     }
 
 
+def masked(data: dict[str, Any]) -> str:
+    """How staff screens and the audit log name the person `data` describes: the masked
+    number, or the supporter id for someone with none (Telegram only)."""
+    phone = data["supporter"]["phone"]
+    return mask(phone) if phone else f"supporter {data['supporter']['id']}"
+
+
+def view(session: Session, supporter_id: int, staff: str,
+         at: dt.datetime) -> dict[str, Any] | None:
+    """What we hold about one person, opened by a staff member (audited: who looked at whom
+    is itself personal data's trail); None when there is no such person."""
+    data = subject_access(session, supporter_id)
+    if data is not None:
+        audit(session, staff, "supporter.view", f"supporter:{supporter_id}", None, at)
+    return data
+
+
+def export(session: Session, supporter_id: int, organisation: Organisation, staff: str,
+           at: dt.datetime) -> str | None:
+    """The subject access export: everything held about one person as the JSON document
+    handed to them, naming the controller (audited); None when there is no such person.
+    The console's download and the API's answer are this same text."""
+    data = subject_access(session, supporter_id)
+    if data is None:
+        return None
+    audit(session, staff, "supporter.export", f"supporter:{supporter_id}",
+          {"phone": masked(data)}, at)
+    return json.dumps({"controller": organisation.name, "contact": organisation.contact,
+                       "generated_at": at.isoformat(), **data}, ensure_ascii=False, indent=2)
+
+
 @dataclass(frozen=True)
 class Erased:
     supporter_id: int
@@ -156,8 +203,9 @@ class Erased:
     suppressed: int         # identities kept, bare, because the person said STOP
 
 
-def erase(session: Session, supporter_id: int) -> Erased | None:
-    """Erase one person (bot.shell.people.erase_supporter); None when there is no such person."""
+def erase(session: Session, supporter_id: int, staff: str, at: dt.datetime) -> Erased | None:
+    """Erase one person at a staff member's request (bot.shell.people.erase_supporter: the
+    same as their own DELETE), audited with counts only; None when there is no such person."""
     supporter = session.get(Supporter, supporter_id)
     if supporter is None:
         return None
@@ -167,6 +215,8 @@ def erase(session: Session, supporter_id: int) -> Erased | None:
     suppressed = session.scalar(select(func.count()).select_from(Identity).where(
         Identity.supporter_id == supporter_id, Identity.opted_out_at.is_not(None))) or 0
     erase_supporter(session, supporter_id)
+    audit(session, staff, "supporter.erase", f"supporter:{supporter_id}",
+          {"phone": phone, "signatures": signatures, "suppression_kept": suppressed}, at)
     return Erased(supporter_id, phone, signatures, suppressed)
 
 
@@ -174,4 +224,5 @@ def _iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-__all__ = ["Erased", "Found", "erase", "find", "subject_access", "summaries"]
+__all__ = ["Erased", "Found", "by_phone", "erase", "export", "find", "masked",
+           "subject_access", "summaries", "view"]
