@@ -92,6 +92,14 @@ class Abuse:
 
 
 @dataclass(frozen=True)
+class Api:
+    """The staff API (/api/v1): one table for all its settings, so more can join it."""
+
+    requests_per_window: int = 600  # requests one token may make ...
+    window_seconds: int = 600       # ... in any window this long (then 429)
+
+
+@dataclass(frozen=True)
 class Retention:
     inbound_text_days: int
     unfinished_conversation_days: int
@@ -146,21 +154,11 @@ class Petition:
         return sum(e.count for e in self.external)
 
 
-@dataclass(frozen=True)
-class Config:
-    organisation: Organisation
-    privacy: Privacy
-    broadcast: Broadcast
-    abuse: Abuse
-    retention: Retention
+class FindsPetitions:
+    """Finding one of `petitions`: config.toml's (Config) or the live ones (the shell's
+    Content)."""
+
     petitions: tuple[Petition, ...]
-    default_petition: str
-    texts: Mapping[str, str] = field(default_factory=dict)
-    path: Path | None = None
-    staff: Staff = Staff()
-    safeguarding: Safeguarding = Safeguarding()
-    console: Console = Console()
-    inbox: Inbox = Inbox()
 
     def petition(self, slug: str) -> Petition:
         """The petition with this slug (KeyError when unknown)."""
@@ -176,6 +174,24 @@ class Config:
             if wanted in (petition.code, petition.slug.upper()):
                 return petition
         return None
+
+
+@dataclass(frozen=True)
+class Config(FindsPetitions):
+    organisation: Organisation
+    privacy: Privacy
+    broadcast: Broadcast
+    abuse: Abuse
+    retention: Retention
+    petitions: tuple[Petition, ...]
+    default_petition: str
+    texts: Mapping[str, str] = field(default_factory=dict)
+    path: Path | None = None
+    staff: Staff = Staff()
+    safeguarding: Safeguarding = Safeguarding()
+    console: Console = Console()
+    inbox: Inbox = Inbox()
+    api: Api = Api()
 
 
 class _Reader:
@@ -248,7 +264,7 @@ def parse_config(data: Mapping[str, Any], base: Path, path: Path | None = None) 
     r = _Reader(data)
     r.unknown(data, "", {"default_petition", "organisation", "privacy", "broadcast", "abuse",
                          "retention", "petitions", "texts", "staff", "safeguarding",
-                         "console", "inbox"})
+                         "console", "inbox", "api"})
     organisation = _organisation(r)
     privacy = _privacy(r, organisation)
     broadcast = _broadcast(r)
@@ -273,11 +289,28 @@ def parse_config(data: Mapping[str, Any], base: Path, path: Path | None = None) 
     safeguarding = _safeguarding(r)
     console = _console(r)
     inbox = _inbox(r)
+    api = _api(r)
     if r.errors:
         raise ConfigError(path or "config", r.errors)
     return Config(organisation, privacy, broadcast, abuse, retention, tuple(petitions),
                   default, overrides, path, staff, safeguarding,
-                  console, inbox)
+                  console, inbox, api)
+
+
+API_MAX_REQUESTS = 10_000   # each hit is kept and rewritten per request: keep the row small
+API_MAX_WINDOW = 24 * 3600  # rate windows unused for a day are deleted (bot/shell/throttle.py)
+
+
+def _api(r: _Reader) -> Api:
+    t = r.table("api", required=False)
+    r.unknown(t, "api", {"requests_per_window", "window_seconds"})
+    api = Api(_positive(r, t, "api", "requests_per_window", Api.requests_per_window),
+              _positive(r, t, "api", "window_seconds", Api.window_seconds))
+    if api.requests_per_window > API_MAX_REQUESTS:
+        r.errors.append(f"api.requests_per_window: at most {API_MAX_REQUESTS:,}")
+    if api.window_seconds > API_MAX_WINDOW:
+        r.errors.append(f"api.window_seconds: at most {API_MAX_WINDOW} (a day)")
+    return api
 
 
 def _safeguarding(r: _Reader) -> Safeguarding:

@@ -396,6 +396,26 @@ def skip_pending_for(session: Session | Connection, identity_id: int, reason: st
                     .values(status="skipped", error_code=reason, updated_at=now))
 
 
+def find(session: Session, announcement_id: int, lock: bool = False) -> Announcement | None:
+    """The announcement with this id (None when there is none); `lock` holds its row to
+    the end of the transaction on PostgreSQL (SQLite's one writer needs no row lock)."""
+    query = select(Announcement).where(Announcement.id == announcement_id)
+    if lock and is_postgres(session):
+        query = query.with_for_update()
+    return session.scalar(query)
+
+
+def delivery_counts(session: Session, ids: Iterable[int]) -> dict[int, dict[str, int]]:
+    """These announcements' deliveries by status, as stored (one GROUP BY for a list)."""
+    counts: dict[int, dict[str, int]] = {}
+    for aid, status, n in session.execute(
+            select(Delivery.announcement_id, Delivery.status, func.count())
+            .where(Delivery.announcement_id.in_(list(ids)))
+            .group_by(Delivery.announcement_id, Delivery.status)):
+        counts.setdefault(aid, {})[status] = n
+    return counts
+
+
 def progress(session: Session, announcement_id: int) -> dict[str, int]:
     counts = dict(session.execute(
         select(Delivery.status, func.count()).where(Delivery.announcement_id == announcement_id)
@@ -458,8 +478,8 @@ def _dialect(session: Session) -> Any:
 
 __all__ = ["ApprovalRefused", "Audience", "BroadcastError", "Job", "Preview",
            "approval_refusal", "approve", "cancel", "check_approval", "compose", "create",
-           "digest", "edit", "finish_complete", "milestone_drafts", "pause", "preview",
-           "progress", "promote_due", "resume", "skip_pending_for", "start"]
+           "delivery_counts", "digest", "edit", "find", "finish_complete", "milestone_drafts",
+           "pause", "preview", "progress", "promote_due", "resume", "skip_pending_for", "start"]
 
 
 # Twilio status callbacks: where each status may come from, so a status never moves back.

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, CursorResult, insert, select, update
 from sqlalchemy.orm import Session
 
 from bot.core.texts import Texts
-from bot.infra.config import Config, Petition
+from bot.infra.config import Config, FindsPetitions, Petition
 from bot.shell import bot_texts, petition_content
 from models.tables import content_state
 
@@ -25,8 +25,9 @@ REVISION = select(content_state.c.revision).where(content_state.c.id == 1)
 
 
 @dataclass(frozen=True)
-class Content:
-    """The live content at one revision."""
+class Content(FindsPetitions):
+    """The live content at one revision (petition() and petition_by_code() find one of
+    its petitions)."""
 
     revision: int
     petitions: tuple[Petition, ...]       # open and closed, in the order staff see them
@@ -36,18 +37,6 @@ class Content:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "texts", Texts(self.overrides))
-
-    def petition(self, slug: str) -> Petition:
-        """The petition with this slug (KeyError when unknown)."""
-        for petition in self.petitions:
-            if petition.slug == slug:
-                return petition
-        raise KeyError(slug)
-
-    def petition_by_code(self, code: str) -> Petition | None:
-        """The petition whose code or slug matches, ignoring case."""
-        wanted = code.strip().upper()
-        return next((p for p in self.petitions if wanted in (p.code, p.slug.upper())), None)
 
 
 def read(conn: Connection | Session, config: Config, revision: int) -> Content:

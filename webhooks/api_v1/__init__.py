@@ -9,6 +9,8 @@ from webhooks.api_v1 import (  # noqa: F401  (importing a module registers its v
     conversations,
     openapi,
     petitions,
+    signatures,
+    supporters,
 )
 from webhooks.api_v1.auth import ROLES, bp
 

@@ -5,7 +5,7 @@ operations in YAML keyed by lower-case method; a module that defines views names
 schemas in a module-level SCHEMAS. What the code already knows is added here, not written
 twice: every rule of the blueprint, its path parameters from the URL converters, the least
 role each operation needs (`route`'s ROLES, as `x-role` and in words), the bearer scheme,
-and the 401 and 403 that `route` answers. The document is built once per process.
+and the 401, 403 and 429 that `route` answers. The document is built once per process.
 """
 
 from __future__ import annotations
@@ -54,6 +54,12 @@ need no CSRF token and set no cookie.
 
 This document itself needs no token: it describes the API and holds no data.
 """
+BUDGET = """
+**Budget.** Each token may make {requests} requests in any {window}; every request counts,
+refused ones included. Past that the answer is 429 with a `Retry-After` header: the seconds
+until the next request fits. Each token has its own budget, so a script that runs away
+slows only itself.
+"""
 
 WHO = {
     "viewer": "Needs a staff API token (any role: viewer, editor or admin).",
@@ -71,6 +77,11 @@ def _error(description: str) -> dict[str, Any]:
 RESPONSES: dict[str, dict[str, Any]] = {
     "Unauthorized": _error("No token, or an unknown or revoked one."),
     "Forbidden": _error("The token's staff member may not do this: their role is too low."),
+    "TooManyRequests": {
+        **_error("The token has used its request budget for now; nothing was done."),
+        "headers": {"Retry-After": {
+            "description": "Seconds until the token's next request fits its budget.",
+            "schema": {"type": "integer", "minimum": 1}}}},
 }
 
 
@@ -135,7 +146,17 @@ class RoutePlugin(BasePlugin):
                 responses.setdefault("401", {"$ref": "#/components/responses/Unauthorized"})
                 if ROLE_ORDER.index(role) > 0:  # above viewer: some tokens are refused
                     responses.setdefault("403", {"$ref": "#/components/responses/Forbidden"})
+                responses.setdefault("429", {"$ref": "#/components/responses/TooManyRequests"})
             operation["responses"] = responses
+
+
+def _description() -> str:
+    """DESCRIPTION and this deployment's request budget, in words."""
+    budget = runtime().config.api
+    minutes, seconds = divmod(budget.window_seconds, 60)
+    window = (f"{minutes} minute{'s' * (minutes != 1)}" if minutes and not seconds
+              else f"{budget.window_seconds} seconds")
+    return DESCRIPTION + BUDGET.format(requests=budget.requests_per_window, window=window)
 
 
 def _schemas(views: Iterable[Callable[..., Any]]) -> dict[str, dict[str, Any]]:
@@ -157,7 +178,7 @@ def build() -> dict[str, Any]:
     spec = APISpec(
         title="petitionbot staff API", version=version("petitionbot"),
         openapi_version=OPENAPI_VERSION, plugins=[FlaskPlugin(), RoutePlugin()],
-        info={"description": DESCRIPTION},
+        info={"description": _description()},
         servers=[{"url": runtime().settings.public_base_url}],
         security=[{SECURITY: []}])
     spec.components.security_scheme(SECURITY, {

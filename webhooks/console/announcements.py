@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import html
 import unicodedata
-from collections import defaultdict
 from typing import Any
 
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.core.conversation import Channel
 from bot.core.gsm import segments, to_gsm7
 from bot.infra.config import Config
 from bot.shell import announcement_status, broadcast
-from models import Announcement, Delivery, Petition
+from models import Announcement, Petition
 from models.supporters import petition_id
 from webhooks.console.access import cache_seconds, console, me, now, record, route
 from webhooks.console.forms import ActionForm, ApproveForm, ComposeForm, areas_of
@@ -35,12 +34,7 @@ def announcements() -> Any:
         rows = session.execute(select(Announcement, Petition.slug)
                                .join(Petition, Petition.id == Announcement.petition_id)
                                .order_by(Announcement.id.desc()).limit(100)).all()
-        counts: dict[int, dict[str, int]] = defaultdict(dict)
-        for aid, status, n in session.execute(
-                select(Delivery.announcement_id, Delivery.status, func.count())
-                .where(Delivery.announcement_id.in_([a.id for a, _ in rows]))
-                .group_by(Delivery.announcement_id, Delivery.status)):
-            counts[aid][status] = n
+        counts = broadcast.delivery_counts(session, [a.id for a, _ in rows])
         # A short reason beside each one that is waiting (few are, at any time), beyond
         # what its status and time already say.
         reasons: dict[int, str] = {}
@@ -211,10 +205,7 @@ def _described(a: Announcement) -> dict[str, Any]:
 
 
 def _get(session: Session, announcement_id: int, lock: bool = False) -> Announcement:
-    query = select(Announcement).where(Announcement.id == announcement_id)
-    if lock and session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    found = session.scalar(query)
+    found = broadcast.find(session, announcement_id, lock)
     if found is None:
         abort(404, "No such announcement.")
     return found
