@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 LOCK_TIMEOUT = 30.0
 BUSY_TIMEOUT_MS = int(LOCK_TIMEOUT * 1000)
@@ -191,6 +192,28 @@ def transaction(connection: Connection,
             writer = connection.info.pop("writer", None)
             if writer is not None:
                 writer.release()
+
+
+@contextlib.contextmanager
+def long_read(engine: Engine) -> Iterator[Connection]:
+    """A connection for one long read (a download, a feed page streaming out) that holds
+    up no writer meanwhile.
+
+    PostgreSQL: the engine's own pool; one SELECT is one snapshot. SQLite: the engine's
+    connections begin every transaction with BEGIN IMMEDIATE (the writer lock), which would
+    keep signing waiting for as long as the client takes to read; a plain connection
+    outside that pool reads a WAL snapshot instead."""
+    if engine.dialect.name != "sqlite":
+        with engine.connect() as connection:
+            yield connection
+        return
+    plain = create_engine(engine.url, poolclass=NullPool, connect_args={"timeout": 30},
+                          hide_parameters=True)
+    try:
+        with plain.connect() as connection:
+            yield connection
+    finally:
+        plain.dispose()
 
 
 def make_sessions(engine: Engine) -> sessionmaker[Session]:

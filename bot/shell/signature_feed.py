@@ -28,11 +28,9 @@ import base64
 import binascii
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, select
-from sqlalchemy.pool import NullPool
+from sqlalchemy import Connection, select
 
 from models.tables import signatures
 
@@ -94,27 +92,6 @@ def page_size(text: str | None) -> int:
     return int(text)
 
 
-@contextmanager
-def reading(engine: Engine) -> Iterator[Connection]:
-    """A connection for one long read that holds up no writer while a page streams out.
-
-    PostgreSQL: the app's own pool; the one SELECT is one snapshot, read through a
-    server-side cursor. SQLite: the app's connections begin every transaction with BEGIN
-    IMMEDIATE (models/db.py), which would keep signing waiting for as long as the client
-    takes to read; a plain connection outside that pool reads a WAL snapshot instead."""
-    if engine.dialect.name != "sqlite":
-        with engine.connect() as connection:
-            yield connection
-        return
-    plain = create_engine(engine.url, poolclass=NullPool, connect_args={"timeout": 30},
-                          hide_parameters=True)
-    try:
-        with plain.connect() as connection:
-            yield connection
-    finally:
-        plain.dispose()
-
-
 class Page:
     """One page of a petition's feed, read from the database as it is iterated, in batches
     of items; once iterated, `next` is the following page's cursor (None: this was the
@@ -162,4 +139,4 @@ def _item(row: Any) -> dict[str, Any]:
 
 
 __all__ = ["DEFAULT_LIMIT", "FIELDS", "MAX_LIMIT", "Invalid", "Page", "cursor", "page_size",
-           "position", "reading"]
+           "position"]

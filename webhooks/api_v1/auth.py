@@ -71,6 +71,14 @@ def refuse(code: int, message: str, headers: dict[str, str] | None = None) -> No
     abort(response)
 
 
+def refuse_field(field: str, message: str) -> NoReturn:
+    """400 `{"error": message, "field": field}` (the FieldError schema): the request
+    changed nothing, and the client learns which field to fix."""
+    response = jsonify(error=message, field=field)
+    response.status_code = 400
+    abort(response)
+
+
 def now() -> dt.datetime:
     return runtime().service.clock()
 

@@ -7,15 +7,15 @@ changes."""
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any
 
-from flask import abort, jsonify
+from flask import jsonify
 from sqlalchemy.orm import Session
 
 from bot.infra.config import Petition
 from bot.shell import petition_versions
 from bot.shell.counts import public_counts
-from webhooks.api_v1.auth import caller, json_body, now, refuse, route
+from webhooks.api_v1.auth import caller, json_body, now, refuse, refuse_field, route
 from webhooks.runtime import runtime
 
 # The API's names for the content's fields (the issue is "text" here).
@@ -193,16 +193,16 @@ def change(slug: str) -> Any:
         _live(session, slug)
         for name in body:
             if name not in FIELDS:
-                _invalid(name, f"{name}: not a field you can change here (you can change "
+                refuse_field(name, f"{name}: not a field you can change here (you can change "
                                f"{', '.join(FIELDS)})")
         if "closed" in body and not isinstance(body["closed"], bool):
-            _invalid("closed", "closed: true to close the petition, false to open it again")
+            refuse_field("closed", "closed: true to close the petition, false to open it again")
         try:
             petition_versions.edit(session, rt.config, slug,
                                    {FIELDS[name]: value for name, value in body.items()},
                                    caller().email, now())
         except petition_versions.Invalid as error:
-            _invalid(API_NAMES.get(error.field, error.field), "; ".join(
+            refuse_field(API_NAMES.get(error.field, error.field), "; ".join(
                 f"{_api_path(where)}: {message}" for where, message in error.problems))
     with rt.sessions() as session:
         return jsonify(_body(session, _live(session, slug)))
@@ -237,10 +237,3 @@ def _api_path(where: str) -> str:
     """A problem's field as the API names it ("issue" -> "text")."""
     top = petition_versions.top_field(where)
     return API_NAMES.get(top, top) + where[len(top):]
-
-
-def _invalid(field: str, message: str) -> NoReturn:
-    """400 `{"error": message, "field": field}`: the request changed nothing."""
-    response = jsonify(error=message, field=field)
-    response.status_code = 400
-    abort(response)

@@ -12,16 +12,17 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from typing import Any, NoReturn
+from typing import Any
 
-from flask import Response, abort, jsonify, request, stream_with_context
+from flask import Response, request, stream_with_context
 from sqlalchemy import Engine
 
 from bot.shell import signature_feed
 from bot.shell import staff as accounts
 from bot.shell.signature_feed import Page
+from models.db import long_read
 from models.supporters import petition_id
-from webhooks.api_v1.auth import caller, now, refuse, route
+from webhooks.api_v1.auth import caller, now, refuse, refuse_field, route
 from webhooks.runtime import runtime
 
 log = logging.getLogger("petitionbot.api")
@@ -119,7 +120,7 @@ def signatures() -> Any:
     """
     slug = request.args.get("petition")
     if not slug:
-        _invalid("petition", "petition: the slug of the petition whose signatures you want")
+        refuse_field("petition", "petition: the slug of the petition whose signatures you want")
     rt = runtime()
     with rt.sessions.begin() as session:
         try:
@@ -130,7 +131,7 @@ def signatures() -> Any:
             after = signature_feed.position(slug, request.args.get("after"))
             limit = signature_feed.page_size(request.args.get("limit"))
         except signature_feed.Invalid as error:
-            _invalid(error.field, str(error))
+            refuse_field(error.field, str(error))
         row_id = petition_id(session, slug)
         accounts.audit(session, caller().email, "export.signatures", f"petition:{slug}",
                        {"via": "api", "after": after, "limit": limit}, now())
@@ -141,7 +142,7 @@ def signatures() -> Any:
 def _stream(engine: Engine, slug: str, row_id: int | None, after: int,
             limit: int) -> Iterator[str]:
     """The page's JSON, a batch of items at a time."""
-    with signature_feed.reading(engine) as connection:
+    with long_read(engine) as connection:
         page = Page(connection, slug, row_id, after, limit)
         yield '{"items": ['
         separator = ""
@@ -161,11 +162,6 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _invalid(field: str, message: str) -> NoReturn:
-    """400 `{"error": message, "field": field}` (the FieldError schema)."""
-    response = jsonify(error=message, field=field)
-    response.status_code = 400
-    abort(response)
 
 
 __all__ = ["signatures"]

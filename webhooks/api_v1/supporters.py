@@ -14,14 +14,14 @@ the confirmation it needs is a body, which a DELETE has no defined use for (RFC 
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any
 
-from flask import Response, abort, jsonify, request
+from flask import Response, jsonify, request
 
 from bot.core.phones import mask, normalise_phone
 from bot.shell import supporters as people
 from models import Supporter
-from webhooks.api_v1.auth import caller, now, refuse, route
+from webhooks.api_v1.auth import caller, now, refuse, refuse_field, route
 from webhooks.runtime import runtime
 
 # A row id: 1 to the largest BIGINT, so a longer number is a 404, not a database overflow.
@@ -161,10 +161,10 @@ def supporters() -> Any:
     """
     raw = request.args.get("phone", "").strip()
     if not raw:
-        _invalid("phone", "phone: give the number to look for (?phone=07700900123)")
+        refuse_field("phone", "phone: give the number to look for (?phone=07700900123)")
     phone = normalise_phone(raw)
     if phone is None:
-        _invalid("phone", "phone: not a phone number (a UK number, or + and the country code)")
+        refuse_field("phone", "phone: not a phone number (a UK number, or + and the country code)")
     with runtime().sessions.begin() as session:
         found = [people.view(session, i, caller().email, now())
                  for i in people.by_phone(session, phone)]
@@ -251,11 +251,11 @@ def _confirmed(body: Any) -> None:
     if isinstance(body, dict):
         for name in body:
             if name != "confirm":
-                _invalid(str(name)[:64], f"{str(name)[:64]}: not a field of an erasure "
+                refuse_field(str(name)[:64], f"{str(name)[:64]}: not a field of an erasure "
                          "(send only {\"confirm\": \"erase\"})")
         if body.get("confirm") in CONFIRMATIONS:
             return
-    _invalid("confirm", 'confirm: send {"confirm": "erase"} to erase this person; '
+    refuse_field("confirm", 'confirm: send {"confirm": "erase"} to erase this person; '
                         "nobody was erased")
 
 
@@ -267,10 +267,3 @@ def _person(data: dict[str, Any]) -> dict[str, Any]:
             "created_at": record["created_at"], "channels": data["identities"],
             "signatures": data["signatures"], "subscriptions": data["subscriptions"],
             "consent_history": data["consent_history"], "voices": data["voices"]}
-
-
-def _invalid(field: str, message: str) -> NoReturn:
-    """400 `{"error": message, "field": field}`: the request changed nothing."""
-    response = jsonify(error=message, field=field)
-    response.status_code = 400
-    abort(response)

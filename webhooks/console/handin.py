@@ -9,17 +9,14 @@ import logging
 import queue
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, TextIO, cast
 
 from flask import Response, render_template, stream_with_context
-from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import NullPool
 
 from bot.shell.dashboard import by_area, by_nation, places, totals
 from bot.shell.export import safe_cell, write_signatures
+from models.db import long_read
 from models.supporters import petition_id
 from webhooks.console.access import now, petition_asked, record, route
 from webhooks.console.forms import NATIONS
@@ -114,13 +111,12 @@ def _stream(slug: str) -> Iterator[str]:
     """write_signatures runs in a thread writing into a bounded queue; we yield from it."""
     chunks: queue.Queue[Any] = queue.Queue(maxsize=16)
     stop = threading.Event()
-    url = runtime().settings.database_url
-    sessions = runtime().sessions
+    engine = runtime().engine
 
     def produce() -> None:
         pipe = _Pipe(chunks, stop)
         try:
-            with _reading(url, sessions) as session:
+            with long_read(engine) as connection, Session(connection) as session:
                 write_signatures(session, slug, "csv", cast(TextIO, pipe))
             pipe.push()
         except _Cancelled:
@@ -144,17 +140,3 @@ def _stream(slug: str) -> Iterator[str]:
         stop.set()
 
 
-@contextmanager
-def _reading(url: str, sessions: Any) -> Iterator[Session]:
-    """A read-only session. On SQLite a plain connection (a WAL snapshot), not the
-    app's, whose BEGIN IMMEDIATE would hold the write lock for the whole download."""
-    if make_url(url).get_backend_name() != "sqlite":
-        with sessions() as session:
-            yield session
-        return
-    engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 30})
-    try:
-        with Session(engine) as session:
-            yield session
-    finally:
-        engine.dispose()
