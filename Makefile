@@ -37,6 +37,8 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/inbound.py
 	$(BIN)/python bench/broadcast.py
 	$(BIN)/python bench/console.py
+	$(BIN)/python bench/feed.py
+	$(BIN)/python bench/api.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
