@@ -22,7 +22,7 @@ from bot.core.budget import Verdict
 from bot.core.conversation import Channel, Inbound, Outcome
 from bot.core.inputs import storable
 from bot.core.render import Message
-from bot.core.texts import Phrase, Texts
+from bot.core.texts import Phrase
 from bot.infra import metrics
 from bot.infra.clock import utcnow
 from bot.infra.config import Config
@@ -122,16 +122,6 @@ class Service:
             return self.live.current(conn)
         with self.engine.connect() as own:
             return self.live.current(own)
-
-    @property
-    def texts(self) -> Texts:
-        """The bot's words as they are now."""
-        return self.content().texts
-
-    @property
-    def catalogue(self) -> Catalogue:
-        """The petitions as they are now, for views with counts."""
-        return Catalogue(self.content().petitions)
 
     @property
     def engine(self) -> Engine:

@@ -396,14 +396,14 @@ def _chat() -> Chat:
 
 
 def _words(outcome: core.Outcome) -> str:
-    texts = _chat().service.texts
+    texts = _chat().service.content().texts
     common = _chat().service.common
     return "\n\n".join(texts.render(r.phrase, common) for r in outcome.replies)
 
 
 def _sms(outcome: core.Outcome) -> list[str]:
     from bot.core.render import Message, render
-    texts, common = _chat().service.texts, _chat().service.common
+    texts, common = _chat().service.content().texts, _chat().service.common
     return [render(Message(texts.render(r.phrase, common), r.options), Channel.SMS).text
             for r in outcome.replies]
 

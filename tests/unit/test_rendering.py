@@ -153,7 +153,7 @@ def test_a_stored_name_with_markup_is_escaped_on_telegram() -> None:
 @pytest.mark.parametrize("channel", list(Channel))
 def test_the_over_budget_notice_fits_every_channel(channel: Channel) -> None:
     shell = Chat(channel)
-    text = shell.service.texts.render(Phrase("over_budget"), shell.service.common)
+    text = shell.service.content().texts.render(Phrase("over_budget"), shell.service.common)
     rendered = render(Message(text), channel)
     assert rendered.text in (text, to_gsm7(text), html.escape(text, quote=False))
     assert channel != Channel.SMS or segments(rendered.text) == 1

@@ -28,6 +28,7 @@ from bot.core.postcodes import nation_of
 from bot.core.render import Message, Rendered, render
 from bot.infra.config import Config, load_config
 from bot.shell import people
+from bot.shell.petitions import Catalogue
 from bot.shell.service import Received, Service
 from models import Base, Identity, Petition, Signature, Voice
 from models.db import make_engine, make_sessions
@@ -147,7 +148,7 @@ class Chat:
         self.channel = channel
         self.config = config or shipped_config()
         self.service = service or database().fresh(self.config)
-        self.catalogue = self.service.catalogue
+        self.catalogue = Catalogue(self.service.content().petitions)
         self.address = TELEGRAM_CHAT if channel == Channel.TELEGRAM else PHONE
         self.phone = "" if channel == Channel.TELEGRAM else PHONE
         self.history: list[Said] = []
