@@ -13,12 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Connection, CursorResult, insert, select, update
+from sqlalchemy import Connection, CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from bot.core.texts import Texts
 from bot.infra.config import Config, FindsPetitions, Petition
 from bot.shell import bot_texts, petition_content
+from models import ContentState
+from models.sql import insert_ignore
 from models.tables import content_state
 
 REVISION = select(content_state.c.revision).where(content_state.c.id == 1)
@@ -65,11 +67,15 @@ class LiveContent:
 
 def changed(conn: Connection | Session) -> None:
     """Staff changed some content: every process reads it again on its next message. Call
-    in the transaction that makes the change."""
-    moved = conn.execute(update(content_state).where(content_state.c.id == 1)
-                         .values(revision=content_state.c.revision + 1))
-    if cast(CursorResult[Any], moved).rowcount == 0:  # a database made without its row
-        conn.execute(insert(content_state).values(id=1, revision=1))
+    in the transaction that makes the change: the row stays locked until it commits, so
+    two changes are made one after the other."""
+    bump = update(content_state).where(content_state.c.id == 1).values(
+        revision=content_state.c.revision + 1)
+    if cast(CursorResult[Any], conn.execute(bump)).rowcount == 0:
+        # A database whose row was emptied (the migration makes it): made once, even by
+        # two changes at the same moment, then moved as usual.
+        insert_ignore(conn, ContentState, {"id": 1, "revision": 0}, ["id"])
+        conn.execute(bump)
 
 
 __all__ = ["Content", "LiveContent", "changed", "read"]

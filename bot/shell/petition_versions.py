@@ -98,6 +98,9 @@ def proposed(session: Session, config: Config, slug: str | None, changes: Mappin
 def create(session: Session, config: Config, fields: Mapping[str, Any], actor: str,
            now: dt.datetime) -> Petition:
     """A new petition, only in the database, with its row and channel counters."""
+    # First, as every content change does: the content_state row, locked until commit, makes
+    # two creations one after the other, so the second sees the first's slug and code.
+    live.changed(session)
     petition, problems = _new(session, config, fields)
     if problems:
         raise Invalid(problems)
@@ -110,7 +113,6 @@ def create(session: Session, config: Config, fields: Mapping[str, Any], actor: s
                     for channel in Channel)
     session.add(PetitionVersion(petition_id=row.id, version=1, content=content, actor=actor,
                                 note="created", created_at=now))
-    live.changed(session)
     audit(session, actor, "petition.create", f"petition:{petition.slug}",
           {"version": 1, "title": petition.title}, now)
     return petition

@@ -29,7 +29,7 @@ from bot.shell.service import Received, Service
 from bot.shell.simulator import Sandbox
 from models import AuditEntry, ChannelCount, Petition, PetitionVersion
 from models.tables import content_state
-from tests.conftest import serving
+from tests.conftest import serving, together
 
 EDITOR = "editor@planets.example"
 ADMIN = "admin@planets.example"
@@ -345,3 +345,23 @@ def test_start_up_names_what_in_config_toml_the_database_overrides(
     told = [r.getMessage() for r in caplog.records if r.name == "petitionbot"]
     for line in lines:
         assert any(line in message for message in told), told
+
+
+def test_two_editors_creating_one_slug_at_once_make_one_petition(
+        service: Service, sessions: sessionmaker[Session], config: Config) -> None:
+    """Both press "Create" at the same moment: one petition is made, the other editor is
+    told the slug is taken (never a database error), on both databases."""
+
+    def create() -> str:
+        try:
+            with sessions.begin() as session:
+                petition_versions.create(session, config, SCANS, EDITOR, NOW)
+            return "created"
+        except petition_versions.Invalid as refused:
+            return " ".join(f"{field}: {problem}" for field, problem in refused.problems)
+
+    results = together([create, create])
+    assert sorted(results)[0] == "created" and "already used" in sorted(results)[1], results
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Petition)
+                              .where(Petition.slug == "scans")) == 1
