@@ -3,6 +3,8 @@
 from models.base import Base
 from models.broadcast import Announcement, Delivery, Worker
 from models.content import BotText, ConsentVersion, ContentState, PetitionVersion
+from models.events import Event, EventDelivery, Receiver
+from models.imports import ImportBatch, Suppression
 from models.inbox import FollowUp, InboxConversation, InboxMessage, SavedReply
 from models.staff import (
     AuditEntry,
@@ -37,14 +39,18 @@ __all__ = [
     "ContentState",
     "Conversation",
     "Delivery",
+    "Event",
+    "EventDelivery",
     "FollowUp",
     "Identity",
+    "ImportBatch",
     "InboundMessage",
     "InboxConversation",
     "InboxMessage",
     "Petition",
     "PetitionVersion",
     "RateWindow",
+    "Receiver",
     "SavedReply",
     "Signature",
     "StaffAddress",
@@ -54,6 +60,7 @@ __all__ = [
     "StaffUser",
     "Subscription",
     "Supporter",
+    "Suppression",
     "Voice",
     "Worker",
 ]

@@ -123,8 +123,9 @@ class Signature(Base):
     postcode_area: Mapped[str | None] = mapped_column(String(4))
     country: Mapped[str | None] = mapped_column(String(60))
     nation: Mapped[str] = mapped_column(String(24))
-    channel: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(16))     # "paper" for an imported one
     referral: Mapped[str | None] = mapped_column(String(64))
+    source: Mapped[str | None] = mapped_column(String(80))  # a paper signature's: "Leeds march"
     consent_id: Mapped[int | None] = mapped_column(ForeignKey("consent_records.id"))
     signed_at: Mapped[timestamp]
 

@@ -6,7 +6,7 @@ from typing import cast
 
 from sqlalchemy import Table
 
-from models import broadcast, content, inbox, staff
+from models import broadcast, content, events, imports, inbox, staff
 from models import supporters as people
 from models.base import Base
 
@@ -34,3 +34,8 @@ content_state = _table(content.ContentState)
 petition_versions = _table(content.PetitionVersion)
 bot_texts = _table(content.BotText)
 consent_versions = _table(content.ConsentVersion)
+event_receivers = _table(events.Receiver)
+events_table = _table(events.Event)
+event_deliveries = _table(events.EventDelivery)
+suppressions = _table(imports.Suppression)
+import_batches = _table(imports.ImportBatch)
