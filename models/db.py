@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import sqlite3
 import threading
@@ -25,6 +26,29 @@ from sqlalchemy.pool import NullPool
 LOCK_TIMEOUT = 30.0
 BUSY_TIMEOUT_MS = int(LOCK_TIMEOUT * 1000)
 POLL_CAP = 0.001  # seconds: the longest a writer sleeps before looking again
+
+# Until when (a time.monotonic()) every SQLite transaction begun in this context waits for
+# the write lock, unless it names its own deadline (transaction()): a provider's webhook
+# sets it for the whole request (webhooks/guards.py), so whatever the request reads or
+# writes waits no longer than the provider waits for an answer. None: LOCK_TIMEOUT.
+_LOCK_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "petitionbot_lock_deadline", default=None)
+
+
+def lock_deadline() -> float | None:
+    """This context's deadline for SQLite's write lock, if it has one."""
+    return _LOCK_DEADLINE.get()
+
+
+def set_lock_deadline(deadline: float | None) -> contextvars.Token[float | None]:
+    """Give this context a deadline for SQLite's write lock (None: none); the token undoes
+    it (`reset_lock_deadline`)."""
+    return _LOCK_DEADLINE.set(deadline)
+
+
+def reset_lock_deadline(token: contextvars.Token[float | None]) -> None:
+    """Undo `set_lock_deadline`."""
+    _LOCK_DEADLINE.reset(token)
 
 
 class WriterLock:
@@ -147,6 +171,8 @@ def _sqlite_begin(connection: Connection, writer: WriterLock) -> None:
     # the connection is back in the pool, after its COMMIT or ROLLBACK.
     driver: Any = connection.connection.driver_connection  # the sqlite3 connection
     deadline: float | None = connection.info.get("lock_deadline")  # see transaction()
+    if deadline is None:
+        deadline = _LOCK_DEADLINE.get()
     if "writer" not in connection.info:
         if not writer.acquire(LOCK_TIMEOUT if deadline is None else
                               max(0.0, deadline - time.monotonic())):

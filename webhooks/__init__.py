@@ -20,7 +20,7 @@ from bot.infra.settings import Settings, local_secret_key, quiet_library_loggers
 from bot.shell import bot_texts, petition_content
 from bot.shell.service import Service
 from models.db import make_engine, make_sessions
-from webhooks import api, api_v1, console, ops, twilio
+from webhooks import api, api_v1, console, guards, ops, twilio
 from webhooks import telegram as telegram_webhook
 from webhooks.runtime import Runtime
 
@@ -90,6 +90,9 @@ def create_app(config: Settings | None = None) -> Flask:
     app.register_blueprint(api_v1.bp)
     console.init_app(app)
     ops.install(app, settings)  # proxy trust, request ids, /healthz, /metrics
+    # Text no database holds is refused on every route; the providers' webhooks wait for
+    # the database no longer than their providers wait for an answer.
+    guards.install(app, providers=(twilio.bp.name, telegram_webhook.bp.name))
 
     @app.errorhandler(SQLAlchemyError)
     def database_error(error: SQLAlchemyError) -> tuple[Response, int]:
@@ -109,6 +112,8 @@ def create_app(config: Settings | None = None) -> Flask:
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> tuple[Response, int]:
+        if isinstance(error, guards.Unstorable):  # which field to fix, as the API says it
+            return jsonify(error=error.description, field=error.field), 400
         return jsonify(error=error.description), error.code or 500
 
     return app

@@ -58,10 +58,12 @@ _TRANSLITERATIONS: Final[dict[str, str]] = {
     "\u2028": "\n", "\u2029": "\n", "\x85": "\n",  # Unicode line/paragraph breaks
     "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "ħ": "h", "Ħ": "H",
     "œ": "oe", "Œ": "OE", "þ": "th", "Þ": "Th", "ı": "i",
+    "\u00b7": ".", "\u30fb": ".", "\u05f3": "'",  # in names: middle dots, Hebrew geresh
 }  # fmt: skip
-# Invisible characters (combining marks, ZWJ, variation selectors, controls) are dropped
-# rather than turned into "?", so an emoji sequence collapses to a single "?".
-_INVISIBLE_CATEGORIES: Final = frozenset({"Mn", "Me", "Cf", "Cc"})
+# Invisible characters (ZWJ, controls) are dropped rather than turned into "?", and so are
+# the marks no letter is spelled with (accents, variation selectors): an emoji sequence
+# collapses to a single "?".
+_INVISIBLE_CATEGORIES: Final = frozenset({"Cf", "Cc"})
 _SKIN_TONE_MODIFIERS: Final = range(0x1F3FB, 0x1F400)
 
 
@@ -111,20 +113,29 @@ def _transliterate_char(char: str, *, decompose: bool = True) -> str:
         return " "
     if category in _INVISIBLE_CATEGORIES or ord(char) in _SKIN_TONE_MODIFIERS:
         return ""
+    # A letter, vowel sign or digit of another script, as a reader of Latin would spell it
+    # (Иван -> Ivan, राम -> ram, ジ -> ji, ٣ -> 3): a name comes back recognisable, never
+    # with a "?" in it. What anyascii cannot spell is decomposed (NFKD) or else dropped
+    # (an accent, Arabic alef).
+    letter = category[0] in "LMN"
+    if letter and (spelled := _spelled(char)):
+        return spelled
     if decompose:
-        # NFKD splits accents off (ë -> e + diaeresis) and unfolds compatibility
-        # forms (ﬁ -> fi, full-width A -> A); the marks are then dropped above.
+        # NFKD splits accents off and unfolds compatibility forms (ﬁ -> fi, full-width
+        # A -> A); the accents are then dropped.
         decomposed = unicodedata.normalize("NFKD", char)
         if decomposed != char:
             parts = "".join(_transliterate_char(part, decompose=False) for part in decomposed)
-            return parts or "?"
-    if category[0] == "L":
-        # A letter of another script, as a reader of Latin would spell it (Иван -> Ivan):
-        # a name comes back recognisable, not as "????".
-        spelled = anyascii(char)
-        if spelled and is_gsm7(spelled):
-            return spelled
-    return "?"
+            return parts or ("" if letter else "?")
+    return "" if letter else "?"
+
+
+def _spelled(char: str) -> str:
+    """anyascii's spelling of `char`, in GSM-7: the little it spells outside GSM-7 (the
+    backtick of Arabic ain) mapped into it, and its "?" (a Carian or Tangut sound no one
+    knows) dropped, so a "?" in a reply is one that was written."""
+    return "".join(c if c in _GSM7_ALL else _TRANSLITERATIONS.get(c, "")
+                   for c in anyascii(char) if c != "?")
 
 
 def to_gsm7(text: str) -> str:

@@ -23,7 +23,9 @@ THANKS = frozenset({"THANKS", "THANK", "THANKYOU", "THX", "TA", "CHEERS"})
 NOT_NAMES = RESERVED | YES_WORDS | NO_WORDS | THANKS | {
     "PLEASE", "PLS", "YOU", "ME", "UP", "SURE", "OKAY", "FINE", "GO", "AHEAD", "I", "DO",
     "WANT", "TO", "HI", "HELLO", "HEY", "NAME", "MY"}
-NAME_PUNCTUATION = frozenset(" '-.,’")
+# The middle dots join a name's parts in Catalan (Gil·la) and in Chinese and Japanese
+# spellings of foreign names (穆罕默德·阿里); the geresh marks a Hebrew letter's other sound.
+NAME_PUNCTUATION = frozenset(" '-.,’\u00b7\u30fb\u05f3")
 COUNTRY_PUNCTUATION = frozenset(" '-.,()&’")
 
 
@@ -35,8 +37,9 @@ _UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufdd0-\uf
                          + "".join(f"{chr(plane << 16 | 0xFFFE)}{chr(plane << 16 | 0xFFFF)}"
                                    for plane in range(17)) + "]")
 # Format characters a script needs between two of its letters: ZWNJ and ZWJ (Persian,
-# the Indic scripts). Any other format character (zero-width space, BOM, word joiner...)
-# is dropped, never turned into a space.
+# the Indic scripts). `clean` keeps them there, and a name or a country keeps them: they
+# are part of its spelling (مهدی‌زاده). Any other format character (zero-width space, BOM,
+# word joiner...) is dropped, never turned into a space.
 _JOINERS = frozenset("\u200c\u200d")
 
 
@@ -80,8 +83,8 @@ def valid_name(raw: str) -> str | None:
     name = clean(raw, limit=MAX_NAME + 1)
     if not 1 <= len(name) <= MAX_NAME or name[0] in "=+-@" or _is_keyword(name):
         return None
-    if not all(c.isalpha() or c in NAME_PUNCTUATION or unicodedata.category(c).startswith("M")
-               for c in name):
+    if not all(c.isalpha() or c in NAME_PUNCTUATION or c in _JOINERS
+               or unicodedata.category(c).startswith("M") for c in name):
         return None
     words = _words(name)
     if set(words) <= NOT_NAMES or words[0] in RESERVED | YES_WORDS | NO_WORDS:
@@ -96,7 +99,8 @@ def valid_country(raw: str) -> str | None:
     country = clean(raw, limit=MAX_COUNTRY + 1)
     if not 2 <= len(country) <= MAX_COUNTRY or country[0] in "=+-@" or _is_keyword(country):
         return None
-    if not all(c.isalpha() or c in COUNTRY_PUNCTUATION for c in country):
+    if not all(c.isalpha() or c in COUNTRY_PUNCTUATION or c in _JOINERS
+               or unicodedata.category(c).startswith("M") for c in country):
         return None
     return country if sum(c.isalpha() for c in country) >= 2 else None
 

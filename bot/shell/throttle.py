@@ -19,7 +19,13 @@ The keys, and why:
   many accounts (or many emails for one). It only ever locks out that address.
 - per account, 50 attempts per hour across all addresses: a backstop against guessing
   spread over many addresses. It is the one limit a stranger could use against the real
-  person, so it is ten times the pair's and lasts an hour at most.
+  person, so it is ten times the pair's and lasts an hour at most, and it never holds
+  back a device the person has signed in on:
+- per device, 5 attempts per 15 minutes, INSTEAD of the three above: an attempt from a
+  browser that carries a valid device cookie for the account (OWASP's "device cookies":
+  signed, given at each sign-in, webhooks/console/auth.py). So a stranger guessing from
+  anywhere else cannot lock the real person out, and a stolen cookie buys a thief no
+  more guesses than the pair's brake allows.
 
 A successful login does not count against the address and account limits (its hit is
 taken back): they bound guessing, not staff who know their password.
@@ -60,24 +66,32 @@ class Limit:
 PAIR = Limit("login-pair", 5, 15 * 60)
 ADDRESS = Limit("login-address", 20, 15 * 60)
 ACCOUNT = Limit("login-account", 50, 60 * 60)
+DEVICE = Limit("login-device", 5, 15 * 60)
 
 
 @dataclass(frozen=True)
 class LoginKeys:
-    """The three windows one login attempt counts against."""
+    """The windows one login attempt counts against: its device's alone, from a device
+    the account has signed in on, else the other three."""
 
     pair: str
     address: str
     account: str
+    device: str | None = None
 
     @classmethod
-    def of(cls, secret: str | bytes, email: str, address: str) -> LoginKeys:
+    def of(cls, secret: str | bytes, email: str, address: str,
+           device: str | None = None) -> LoginKeys:
+        """`device`: the id a valid device cookie for this account carries, if any."""
         return cls(pair=key(PAIR.name, secret, email, address),
                    address=key(ADDRESS.name, secret, address),
-                   account=key(ACCOUNT.name, secret, email))
+                   account=key(ACCOUNT.name, secret, email),
+                   device=None if device is None else key(DEVICE.name, secret, email, device))
 
     def checks(self) -> list[tuple[str, Limit]]:
         # Read at call time, so a deployment (or a test) may change the limits.
+        if self.device is not None:
+            return [(self.device, DEVICE)]
         return [(self.pair, PAIR), (self.address, ADDRESS), (self.account, ACCOUNT)]
 
 
@@ -112,8 +126,12 @@ def login_attempt(session: Session, keys: LoginKeys, now: dt.datetime) -> bool:
 
 def login_succeeded(session: Session, keys: LoginKeys, attempted: dt.datetime,
                     now: dt.datetime) -> None:
-    """The password was right: forget the pair's failures, and take back the attempt
-    counted at `attempted` from the address and account windows."""
+    """The password was right: forget the pair's failures (or the device's), and take back
+    the attempt counted at `attempted` from the address and account windows."""
+    if keys.device is not None:
+        _locked(session, [keys.device], now)
+        _write(session, keys.device, [], now)
+        return
     at = attempted.timestamp()
     rows = _locked(session, [keys.pair, keys.address, keys.account], now)
     _write(session, keys.pair, [], now)
@@ -164,5 +182,5 @@ def _write(session: Session, key_: str, hits: list[float], now: dt.datetime) -> 
                     .values(hits=hits, updated_at=now))
 
 
-__all__ = ["ACCOUNT", "ADDRESS", "PAIR", "Limit", "LoginKeys", "attempt", "key",
+__all__ = ["ACCOUNT", "ADDRESS", "DEVICE", "PAIR", "Limit", "LoginKeys", "attempt", "key",
            "login_attempt", "login_succeeded", "sweep"]

@@ -20,11 +20,13 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Executable
 from sqlalchemy.exc import OperationalError
 
-from models.db import transaction
+from models.db import lock_deadline, transaction
 from models.statements import Statements
 
 # How long a message waits for its turn and SQLite's write lock before its webhook answers
 # 503 (the provider retries): inside Twilio's 15 s timeout, so the answer is still heard.
+# A provider's whole webhook request is held to it too (webhooks/guards.py), whatever it
+# reads or writes: a delivery report, a staff command, a chat Telegram says has moved.
 INBOUND_PATIENCE = 10.0
 KEPT_CONNECTIONS = 4     # idle connections kept between messages, at most
 KEEP_CONNECTION = 300.0  # seconds before one goes back to the pool
@@ -69,7 +71,11 @@ class Transactions:
     @contextlib.contextmanager
     def begin(self) -> Iterator[UnitOfWork]:
         """A unit of work: committed if the block ends normally, else rolled back."""
-        deadline = time.monotonic() + INBOUND_PATIENCE  # the turn and the write lock, both
+        # The turn and the write lock, both; no later than the webhook's own deadline.
+        deadline = time.monotonic() + INBOUND_PATIENCE
+        request_deadline = lock_deadline()
+        if request_deadline is not None:
+            deadline = min(deadline, request_deadline)
         with self._turn(deadline):
             conn, since = self._take()
             sqlite = self._one_at_a_time is not None

@@ -47,6 +47,11 @@ def email_of(role: str) -> str:
     return next(email for email, r in PEOPLE.items() if r == role)
 
 
+def session_cookie(response: TestResponse) -> str:
+    """The Set-Cookie header of the console's session (a sign-in sets a device cookie too)."""
+    return next(c for c in response.headers.getlist("Set-Cookie") if c.startswith("session="))
+
+
 @dataclass
 class Browser:
     """One staff member's browser: every request over https, with their cookies."""

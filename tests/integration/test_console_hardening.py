@@ -26,7 +26,13 @@ from bot.shell import broadcast, throttle
 from bot.shell.service import Service
 from models import Announcement, AuditEntry, Delivery, RateWindow, StaffSession
 from tests.conftest import together
-from tests.integration.console_helpers import PASSWORD, Browser, add_people, email_of
+from tests.integration.console_helpers import (
+    PASSWORD,
+    Browser,
+    add_people,
+    email_of,
+    session_cookie,
+)
 from tests.integration.test_console import (
     api_counts,
     browser,
@@ -276,7 +282,7 @@ def test_the_session_cookie_lasts_twelve_hours_not_a_month(
         app: Flask, staff_ids: dict[str, int]) -> None:
     assert app.config["PERMANENT_SESSION_LIFETIME"] == dt.timedelta(hours=12)
     response = browser(app).login(email_of("viewer"))
-    expires = re.search(r"Expires=([^;]+)", response.headers["Set-Cookie"])
+    expires = re.search(r"Expires=([^;]+)", session_cookie(response))
     assert expires, "a permanent session cookie says when it expires"
     lifetime = parsedate_to_datetime(expires.group(1)) - dt.datetime.now(dt.UTC)
     assert dt.timedelta(hours=11) < lifetime <= dt.timedelta(hours=12)
@@ -485,7 +491,7 @@ def test_a_nul_in_a_query_is_refused_not_a_database_error(
         path: str, app: Flask, staff_ids: dict[str, int]) -> None:
     refused = browser(app, "admin").get(path)
     assert refused.status_code == 400, refused.status_code
-    assert "characters the console cannot store" in refused.get_data(as_text=True)
+    assert "holds characters that cannot be stored" in refused.get_data(as_text=True)
 
 
 def test_a_nul_in_a_login_email_is_refused_not_a_database_error(

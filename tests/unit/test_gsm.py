@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.core import gsm
+from bot.core.conversation import Channel
 from bot.core.gsm import (
     GSM7_BASIC,
     GSM7_EXTENSION,
@@ -18,6 +19,8 @@ from bot.core.gsm import (
     truncate_to_segments,
     unicode_forcing_characters,
 )
+from bot.core.inputs import NAME_PUNCTUATION, valid_name
+from bot.core.render import Message, render
 
 EMOJI = "😀"
 
@@ -93,6 +96,13 @@ def test_ucs2_segments(text: str, expected_segments: int) -> None:
         ("中文", "ZhongWen"),  # letters of other scripts spelled in Latin, never "??"
         ("Иван Петров", "Ivan Petrov"),
         ("Ελένη", "Eleni"),
+        ("राम शर्मा", "ram srma"),  # vowel signs (marks) spelled too, never "?"
+        ("ஸ்ரீ", "sri"),
+        ("علي حسن", "'ly hsn"),  # anyascii's ain ("`") mapped into GSM-7
+        ("علی مهدی\u200cزاده", "'ly mhdyzdh"),  # the joiner dropped, not a space
+        ("ﺍﻟ", "al"),  # a presentation form whose parts spell nothing: spelled whole
+        ("Gil·la, ジョン・スミス", "Gil.la, jiyon.sumisu"),
+        ("٣", "3"),
         ("tab\there", "tab here"),
         ("zero\u200bwidth", "zerowidth"),
         ("`code`", "'code'"),
@@ -203,3 +213,21 @@ def test_counts_agree_with_the_character_tables(text: str) -> None:
     else:
         length, single, part = sum(2 if ord(c) > 0xFFFF else 1 for c in text), 70, 67
     assert segments(text) == (1 if length <= single else -(-length // part))
+
+
+# A name in any script: letters and marks of every script, name punctuation, the joiners.
+NAME_TEXT = st.text(alphabet=st.one_of(
+    st.characters(categories=["L", "M"]), st.characters(categories=["L"], max_codepoint=0x24F),
+    st.sampled_from(sorted(NAME_PUNCTUATION | {"\u200c", "\u200d"}))), min_size=2)
+
+
+@given(NAME_TEXT)
+def test_any_name_accepted_comes_back_by_sms_without_a_question_mark(raw: str) -> None:
+    """The SMS review shows the name a signer gave in GSM-7 they can check: every letter
+    spelled or dropped, never a "?" the name did not have (names cannot have one)."""
+    name = valid_name(raw)
+    if name is None:
+        return
+    said = render(Message(f"Name: {name}"), Channel.SMS).text
+    assert said.startswith("Name: ") and is_gsm7(said)
+    assert "?" not in said, (name, said)

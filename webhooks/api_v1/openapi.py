@@ -5,7 +5,9 @@ operations in YAML keyed by lower-case method; a module that defines views names
 schemas in a module-level SCHEMAS. What the code already knows is added here, not written
 twice: every rule of the blueprint, its path parameters from the URL converters, the least
 role each operation needs (`route`'s ROLES, as `x-role` and in words), the bearer scheme,
-and the 401, 403 and 429 that `route` answers. The document is built once per process.
+the 401, 403 and 429 that `route` answers, and the 400 naming a query parameter that
+holds text no database can hold, which webhooks/guards.py answers before any view. The
+document is built once per process.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from webhooks.api_v1.auth import PUBLIC, ROLES, bp, route
 from webhooks.runtime import runtime
 
 OPENAPI_VERSION = "3.0.3"
+FIELD_ERROR = {"$ref": "#/components/schemas/FieldError"}
 KEY = "petitionbot.openapi"  # where the built document is kept, in app.extensions
 SECURITY = "bearerAuth"
 # A variable part of a URL rule, as werkzeug writes it: <converter(arguments):name>
@@ -147,7 +150,24 @@ class RoutePlugin(BasePlugin):
                 if ROLE_ORDER.index(role) > 0:  # above viewer: some tokens are refused
                     responses.setdefault("403", {"$ref": "#/components/responses/Forbidden"})
                 responses.setdefault("429", {"$ref": "#/components/responses/TooManyRequests"})
+            if any(p.get("in") == "query" for p in operation.get("parameters") or ()):
+                responses["400"] = _naming_a_field(responses.get("400"))
             operation["responses"] = responses
+
+
+def _naming_a_field(response: dict[str, Any] | None) -> dict[str, Any]:
+    """An operation's 400, which may also be a FieldError (webhooks/guards.py refuses a
+    query parameter holding a NUL before the view runs)."""
+    if response is None:
+        return {"description": "A query parameter that cannot be used (`field` names it); "
+                               "nothing was changed.",
+                "content": {"application/json": {"schema": FIELD_ERROR}}}
+    schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+    schemas = schema.get("oneOf", [schema])
+    if FIELD_ERROR in schemas:
+        return response
+    return {**response, "content": {"application/json": {
+        "schema": {"oneOf": [FIELD_ERROR, *schemas]}}}}
 
 
 def _description() -> str:

@@ -35,7 +35,6 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter, ValidationError
 
-from bot.core.inputs import storable
 from bot.shell import staff as accounts
 from bot.shell.simulator import Sandbox
 from webhooks.runtime import runtime
@@ -239,18 +238,6 @@ def page_number() -> int:
     """The `page` query parameter, 1 to MAX_PAGE (anything else is the first page)."""
     page = request.args.get("page", 1, type=int)
     return page if 1 <= page <= MAX_PAGE else 1
-
-
-@bp.before_request
-def refuse_unstorable() -> None:
-    """Text no database can hold (NUL, lone surrogates...; bot.core.inputs.storable) in a query
-    or a form is a 400 here, not a database error later: PostgreSQL refuses a NUL even in
-    a search or in the login's email. Passwords are only hashed, never stored or searched."""
-    fields = [*request.args.items(multi=True), *(
-        (k, v) for k, v in request.form.items(multi=True) if k != "password")]
-    if any(storable(k) != k or storable(v) != v for k, v in fields):
-        abort(400, "That contains characters the console cannot store; remove them and "
-                   "try again.")
 
 
 @bp.errorhandler(HTTPException)

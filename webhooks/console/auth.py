@@ -8,12 +8,20 @@ reached nothing is even checked. A code counts against the same windows as a pas
 Between the two steps nobody is signed in: the (signed) cookie only says whose password
 was right, and when, for CODE_STEP; the sign-in row (bot/shell/staff.py) is opened once the
 code is right, and logout ends it.
+
+Each sign-in also gives the browser a device cookie for that account (signed, HttpOnly,
+sent to the login pages only, for DEVICE_LIFETIME): its attempts at that account are then
+held to the device's own small window instead of the account's, so that a stranger
+guessing from elsewhere cannot lock the real person out (throttle.DEVICE). It names the
+account by a keyed hash, never the email, and it signs nobody in.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import re
+import secrets
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,7 +29,9 @@ from urllib.parse import urlsplit
 from flask import current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import login_user, logout_user
 from flask_wtf import FlaskForm
+from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy.orm import Session
+from werkzeug.wrappers import Response
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
@@ -37,6 +47,8 @@ from webhooks.runtime import runtime
 _CONSOLE_PATH = re.compile(r"/staff/[\x21-\x5b\x5d-\x7e]*")
 CODE_STEP = dt.timedelta(minutes=5)  # how long the code may follow the password
 PENDING = "signing_in"  # the cookie's key for someone between the two steps
+DEVICE_COOKIE = "petitionbot_device"
+DEVICE_LIFETIME = dt.timedelta(days=90)  # from the last sign-in on the device
 
 
 class CodeForm(FlaskForm):
@@ -92,7 +104,7 @@ def login() -> Any:
         return redirect(url_for("staff.login_code"))
     assert principal is not None
     start(principal)
-    return redirect(_safe_next(request.args.get("next")))
+    return remember_device(redirect(_safe_next(request.args.get("next"))), email)
 
 
 @route("/login/code", "public", methods=["GET", "POST"])
@@ -131,7 +143,7 @@ def login_code() -> Any:
         return render_template("staff/login.html", form=CodeForm(formdata=None),
                                step="code"), 401
     start(principal)
-    return redirect(pending.next)
+    return remember_device(redirect(pending.next), pending.email)
 
 
 @route("/logout", "viewer", methods=["POST"])
@@ -168,7 +180,38 @@ def _sign_in(db: Session, user: StaffUser, keys: throttle.LoginKeys,
 
 def _keys(email: str) -> throttle.LoginKeys:
     return throttle.LoginKeys.of(str(current_app.config["SECRET_KEY"]), email,
-                                 request.remote_addr or "")
+                                 request.remote_addr or "", device=device_of(email))
+
+
+def _devices() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(str(current_app.config["SECRET_KEY"]), salt="staff-device")
+
+
+def device_of(email: str) -> str | None:
+    """The device id in this browser's device cookie, if the cookie is one this app signed
+    for `email`'s account less than DEVICE_LIFETIME ago; else None (no cookie, another
+    account's, expired or forged)."""
+    raw = request.cookies.get(DEVICE_COOKIE, "")
+    if not raw:
+        return None
+    try:
+        account, device = _devices().loads(raw, max_age=int(DEVICE_LIFETIME.total_seconds()))
+    except (BadData, ValueError, TypeError):
+        return None
+    if not (isinstance(account, str) and isinstance(device, str)):
+        return None
+    return device if hmac.compare_digest(account, hashed(email)) else None
+
+
+def remember_device(response: Response, email: str) -> Response:
+    """`response` giving this browser a device cookie for `email`'s account, just signed
+    in (the same device id if it had one)."""
+    device = device_of(email) or secrets.token_urlsafe(16)
+    response.set_cookie(DEVICE_COOKIE, _devices().dumps([hashed(email), device]),
+                        max_age=int(DEVICE_LIFETIME.total_seconds()),
+                        path=url_for("staff.login"), httponly=True, samesite="Strict",
+                        secure=bool(current_app.config["SESSION_COOKIE_SECURE"]))
+    return response
 
 
 def _where() -> dict[str, str]:
