@@ -1,5 +1,6 @@
 """The core's effects carried out, in order, in the message's unit of work: consent
-records, the signature and its counters, subscriptions, voices, STOP and START, erasure."""
+records, the signature and its counters, subscriptions, voices, STOP and START, erasure;
+and the events they make for other systems (bot/shell/events.py), in the same transaction."""
 
 from __future__ import annotations
 
@@ -7,15 +8,15 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 
 from bot.core import conversation as core
 from bot.core.conversation import Channel, Signed
 from bot.core.postcodes import postcode_area
 from bot.infra.config import Config, Petition
-from bot.shell import inbox, people
+from bot.shell import events, inbox, people
 from bot.shell.broadcast import milestone_drafts, skip_pending_for
 from bot.shell.content import Content
 from bot.shell.counts import Counts
@@ -60,12 +61,27 @@ NEW_SIGNATURE = insert(signatures).values(
     referral=bindparam("p_referral"),
     # Without consent given in this message, the signature cites the latest given.
     consent_id=func.coalesce(bindparam("p_consent", type_=BigId), LATEST_SIGN_CONSENT),
-    signed_at=bindparam("p_now"))
+    signed_at=bindparam("p_now")).returning(signatures.c.id)
 SIGNED_NATION = select(signatures.c.nation).where(
     signatures.c.petition_id == bindparam("petition"),
     signatures.c.supporter_id == bindparam("supporter"))
-SUBSCRIBED = select(subscriptions.c.petition_id).where(
-    subscriptions.c.identity_id == bindparam("identity"))
+
+
+class NewSignature(NamedTuple):
+    """A signature as NEW_SIGNATURE writes it (its id once written): its event's data,
+    without reading the row back."""
+
+    id: int
+    number: int
+    supporter_id: int
+    name: str
+    postcode: str | None
+    country: str | None
+    nation: str
+    channel: str
+    source: str | None
+    referral: str | None
+    signed_at: datetime
 
 
 @dataclass(frozen=True)
@@ -114,11 +130,15 @@ class Effects:
                     self._save_voice(work, sender.supporter_id, slug, text, publish, flagged,
                                      consent_ids.get(("publish_voice", slug)), now)
                 case core.Subscribe(slug):
-                    work.run(_new_subscription(work), {
-                        "p_identity_id": sender.identity_id,
-                        "p_petition_id": self.petition_id(work, slug),
-                        "p_consent_id": consent_ids.get(("updates", slug)),
-                        "p_created_at": now})
+                    if work.run(_new_subscription(work), {
+                            "p_identity_id": sender.identity_id,
+                            "p_petition_id": self.petition_id(work, slug),
+                            "p_consent_id": consent_ids.get(("updates", slug)),
+                            "p_created_at": now}):
+                        events.record(work.conn, events.SUBSCRIPTION_CHANGED,
+                                      events.subscription_data(
+                                          sender.supporter_id, slug, channel.value, True,
+                                          "opted_in"), sender.supporter_id, now)
                 case core.ForAPerson(text, flagged):  # the staff inbox
                     inbox.keep(work, sender, channel, text, flagged, now, provider_id=evidence,
                                staff_telegram_ids=self.config.staff.telegram_ids)
@@ -130,7 +150,7 @@ class Effects:
                     if sender.supporter_id is None:  # bare since an erasure: a person again
                         people.adopt(work, sender, phone, now)
                 case core.Erase():
-                    people.erase_supporter(work.conn, sender.supporter_id)
+                    people.erase_supporter(work.conn, sender.supporter_id, now)
                     erased = True
         return Applied(signed, counted, erased)
 
@@ -165,13 +185,19 @@ class Effects:
         petition_id = self.petition_id(work, sign.petition)
         number, here = work.rows(COUNT_SIGNATURE, {"p_petition": petition_id})[0]
         work.run(COUNT_CHANNEL, {"p_petition": petition_id, "p_channel": channel.value})
-        work.run(NEW_SIGNATURE, {
-            "p_petition": petition_id, "p_supporter": sender.supporter_id, "p_number": number,
-            "p_name": sign.name, "p_postcode": sign.postcode or None,
+        made = NewSignature(
+            id=0, number=number, supporter_id=sender.supporter_id, name=sign.name,
+            postcode=sign.postcode or None, country=sign.country or None,
+            nation=sign.nation.value, channel=channel.value, source=None,
+            referral=sign.referral or None, signed_at=now)
+        signature_id = work.scalar(NEW_SIGNATURE, {
+            "p_petition": petition_id, "p_supporter": made.supporter_id, "p_number": number,
+            "p_name": made.name, "p_postcode": made.postcode,
             "p_postcode_area": postcode_area(sign.postcode) if sign.postcode else None,
-            "p_country": sign.country or None, "p_nation": sign.nation.value,
-            "p_channel": channel.value, "p_referral": sign.referral or None,
-            "p_consent": consent_id, "p_now": now})
+            "p_country": made.country, "p_nation": made.nation, "p_channel": made.channel,
+            "p_referral": made.referral, "p_consent": consent_id, "p_now": now})
+        events.record(work.conn, events.SIGNATURE_CREATED, events.signature_data(
+            sign.petition, made._replace(id=int(signature_id))), made.supporter_id, now)
         milestone_drafts(work.conn, petition, here - 1 + external, here + external, now)
         return Signed(number, here + external), Counted(sign.petition, here)
 
@@ -193,14 +219,11 @@ class Effects:
         """Stop everything on this identity, even mid-broadcast; withdraw its updates."""
         sender.opted_out_at = now
         skip_pending_for(work.conn, sender.identity_id, "opted_out", now)
-        subscribed = work.conn.scalars(SUBSCRIBED, {"identity": sender.identity_id}).all()
-        for petition_id in subscribed:
+        ended = people.end_subscriptions(work.conn, sender.identity_id, "stop", now)
+        for petition_id in ended:
             if sender.supporter_id is not None:
                 self._consent(work, sender.supporter_id, petition_id, core.Purpose.UPDATES,
                               "withdrawn", version, channel, evidence, now)
-        if subscribed:
-            work.conn.execute(delete(subscriptions).where(
-                subscriptions.c.identity_id == sender.identity_id))
 
 
 def _new_subscription(work: UnitOfWork) -> Any:

@@ -14,7 +14,8 @@ Telegram (`[staff] telegram_ids`) hear of new waiting conversations the same way
 link and nothing about the person.
 
 The supporter's words are personal data: never logged, erased with the person, removed
-`[retention] inbox_days` after the conversation closed.
+`[retention] inbox_days` after the conversation closed. A `conversation.message` event
+carries them to the receivers that asked; erasing the person leaves it only its ids.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from bot.core.phones import mask
 from bot.infra import metrics
 from bot.infra.config import Inbox
 from bot.infra.settings import Settings
+from bot.shell import events
+from bot.shell.broadcast import is_suppressed
 from bot.shell.people import Sender
 from bot.shell.staff import audit, may
 from bot.shell.unit_of_work import UnitOfWork
@@ -189,7 +192,8 @@ def keep(work: UnitOfWork, sender: Sender, channel: Channel | str, text: str, fl
     """Keep a supporter's words for a person, in the message's own unit of work: they join
     the supporter's open conversation or open a new one. Returns whether the supporter had
     already been told, in this open conversation, that a person reads these messages.
-    Staff on Telegram hear of a conversation that starts waiting, or becomes flagged."""
+    Staff on Telegram hear of a conversation that starts waiting, or becomes flagged;
+    other systems, of the message (`conversation.message`)."""
     if sender.supporter_id is None:  # a bare identity (erased, then STOP): nobody to answer
         return False
     conn = work.conn
@@ -215,9 +219,12 @@ def keep(work: UnitOfWork, sender: Sender, channel: Channel | str, text: str, fl
                              last_message_at=now,
                              waiting_since=func.coalesce(InboxConversation.waiting_since,
                                                          now)))
-    conn.execute(insert(InboxMessage).values(
+    message_id: int = conn.execute(insert(InboxMessage).values(
         conversation_id=conversation_id, kind="in", text=text, at=now, flagged=flagged,
-        provider_id=provider_id[:80] or None))
+        provider_id=provider_id[:80] or None).returning(InboxMessage.id)).scalar_one()
+    events.record(conn, events.CONVERSATION_MESSAGE, events.message_data(
+        conversation_id, sender.supporter_id, channel, message_id, text, now, flagged),
+        sender.supporter_id, now)
     if notify and staff_telegram_ids:
         notify_staff(conn, conversation_id, flagged, staff_telegram_ids, now)
     # Ids only: never the words or who wrote them.
@@ -413,6 +420,9 @@ def reach(session: Session | Connection, conversation: InboxConversation,
     if identity.unreachable_at is not None:
         return Reach(False, f"{name} says they cannot be reached (they blocked the bot or "
                      "left): replies cannot be sent.", channel)
+    if is_suppressed(session, conversation.identity_id):  # the worker would not send it
+        return Reach(False, "Their number is on the suppression list (never to be messaged): "
+                     "replies cannot be sent.", channel)
     if channel == Channel.WHATSAPP:
         last = identity.last_inbound_at
         closes = None if last is None else last + WHATSAPP_WINDOW

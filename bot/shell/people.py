@@ -1,6 +1,7 @@
 """Who a message is from: their identity and person, read once per message (FIND), or
 enrolled if new; what is written back about them; and the records that follow a person
-(linking two of their identities, erasing them, their reply budget).
+(linking two of their identities, erasing them, ending their subscriptions, their reply
+budget), with the events those make for other systems (bot/shell/events.py).
 
 One person's messages are handled one at a time: on PostgreSQL their supporter row is
 locked before anything about them is read; on SQLite the write lock already serialises
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Row,
     Select,
     Update,
+    and_,
     bindparam,
     cast,
     delete,
@@ -46,7 +48,7 @@ from bot.core.conversation import (
     VoiceView,
 )
 from bot.core.render import Message
-from bot.shell import throttle
+from bot.shell import events, throttle
 from bot.shell.unit_of_work import UnitOfWork
 from models import (
     ChannelCount,
@@ -65,6 +67,9 @@ from models import (
 from models.sql import insert_ignore, insert_ignore_statement
 from models.tables import (
     conversations,
+    event_deliveries,
+    event_receivers,
+    events_table,
     identities,
     inbound_messages,
     inbox_conversations,
@@ -386,6 +391,15 @@ LOCK_SUPPORTER = (select(supporters.c.id).where(supporters.c.id == bindparam("id
                   .with_for_update())
 
 
+def lock_supporter(conn: Connection, supporter_id: int) -> None:
+    """Hold this person's row to the end of the transaction, as a message from them does
+    (PostgreSQL; SQLite's one writer needs no row lock): whatever else writes about them
+    and records their events takes it first, so their events commit in the order of their
+    ids, and an erasure waits for a signing under way rather than failing it."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(LOCK_SUPPORTER, {"id": supporter_id})
+
+
 def supporter_for(conn: Connection, phone: str, now: datetime) -> int:
     """The supporter with this phone number (created if new), or a new phoneless one."""
     if phone:
@@ -541,26 +555,37 @@ def link_phone(work: UnitOfWork, sender: Sender, phone: str, now: datetime) -> b
     else:
         if work.lock_rows:
             conn.execute(LOCK_SUPPORTER, {"id": owner})
-        merge_supporters(conn, source=sender.supporter_id, target=owner)  # (moves the identity)
+        # (This moves the identity too.)
+        merge_supporters(conn, source=sender.supporter_id, target=owner, now=now)
         sender.supporter_id = sender.written["supporter_id"] = owner
     sender.phone = phone
     save(work, sender, None, now)
     return sender.supporter_id != before
 
 
-def merge_supporters(conn: Connection, source: int, target: int) -> None:
-    """Fold one person's records into another's; a petition both signed counts once."""
+def merge_supporters(conn: Connection, source: int, target: int, now: datetime) -> None:
+    """Fold one person's records into another's; a petition both signed counts once (the
+    source's signature of it is withdrawn, reason "merged"). Their events follow them, so
+    that erasing the person reaches them and other systems hear of them in one order."""
     target_petitions = set(conn.scalars(
         select(signatures.c.petition_id).where(signatures.c.supporter_id == target)))
-    for signature_id, petition_id, channel in conn.execute(
-            select(signatures.c.id, signatures.c.petition_id, signatures.c.channel)
+    for signature_id, petition_id, channel, number, slug in conn.execute(
+            select(signatures.c.id, signatures.c.petition_id, signatures.c.channel,
+                   signatures.c.number, petitions.c.slug)
+            .join(petitions, petitions.c.id == signatures.c.petition_id)
             .where(signatures.c.supporter_id == source)).all():
         if petition_id in target_petitions:
             uncount(conn, petition_id, channel)
             conn.execute(delete(signatures).where(signatures.c.id == signature_id))
+            events.record(conn, events.SIGNATURE_WITHDRAWN, events.withdrawn_data(
+                slug, signature_id, number, source, "merged"), source, now)
     for model in (Signature, ConsentRecord, Identity, Voice):
         conn.execute(update(model).where(model.supporter_id == source)
                      .values(supporter_id=target))
+    conn.execute(update(events_table).where(events_table.c.supporter_id == source)
+                 .values(supporter_id=target))
+    conn.execute(update(event_deliveries).where(deliveries_of(source))
+                 .values(supporter_id=target))
     _merge_inbox(conn, source, target)
     conn.execute(delete(supporters).where(supporters.c.id == source))
 
@@ -586,16 +611,35 @@ def _merge_inbox(conn: Connection, source: int, target: int) -> None:
                  .values(open_supporter_id=target))
 
 
-def erase_supporter(session: Session | Connection, supporter_id: int | None) -> None:
+def deliveries_of(supporter_id: int) -> ColumnElement[bool]:
+    """This person's event deliveries, found along ix_event_deliveries_order (receiver
+    first: there are a few receivers, and a great many deliveries)."""
+    return and_(event_deliveries.c.receiver_id.in_(select(event_receivers.c.id)),
+                event_deliveries.c.supporter_id == supporter_id)
+
+
+def erase_supporter(session: Session | Connection, supporter_id: int | None,
+                    now: datetime) -> None:
     """Really delete a person: signatures (counts follow), consent, voices, inbox messages,
     subscriptions, conversations and identities; an identity that said STOP stays, bare,
-    as suppression."""
+    as suppression. Events recorded about them keep their ids only; other systems hear
+    `signature.withdrawn` (reason "erased") for each signature, then `supporter.erased`.
+    Their parked deliveries go: sent again, they would reach a receiver after
+    `supporter.erased` and could bring the person back there. The caller holds the
+    person's lock (lock_supporter)."""
     if supporter_id is None:
         return
-    for petition_id, channel in session.execute(
-            select(Signature.petition_id, Signature.channel)
-            .where(Signature.supporter_id == supporter_id)).all():
+    conn = session.connection() if isinstance(session, Session) else session
+    events.scrub(conn, supporter_id)
+    conn.execute(delete(event_deliveries).where(deliveries_of(supporter_id),
+                                                event_deliveries.c.status == "failed"))
+    for signature_id, petition_id, channel, number, slug in session.execute(
+            select(Signature.id, Signature.petition_id, Signature.channel, Signature.number,
+                   Petition.slug).join(Petition, Petition.id == Signature.petition_id)
+            .where(Signature.supporter_id == supporter_id).order_by(Signature.id)).all():
         uncount(session, petition_id, channel)
+        events.record(conn, events.SIGNATURE_WITHDRAWN, events.withdrawn_data(
+            slug, signature_id, number, supporter_id, "erased"), supporter_id, now)
     identity_ids = list(session.scalars(
         select(Identity.id).where(Identity.supporter_id == supporter_id)))
     session.execute(delete(Signature).where(Signature.supporter_id == supporter_id))
@@ -614,8 +658,35 @@ def erase_supporter(session: Session | Connection, supporter_id: int | None) -> 
                     .values(supporter_id=None, last_inbound_at=None, unreachable_at=None))
     session.execute(delete(Identity).where(Identity.supporter_id == supporter_id))
     session.execute(delete(Supporter).where(Supporter.id == supporter_id))
+    events.record(conn, events.SUPPORTER_ERASED, events.erased_data(supporter_id),
+                  supporter_id, now)
     if isinstance(session, Session):
         session.expunge_all()
+
+
+# An identity's subscriptions, with what their events tell.
+SUBSCRIPTIONS_OF = (
+    select(subscriptions.c.petition_id, petitions.c.slug, identities.c.channel,
+           identities.c.supporter_id)
+    .select_from(subscriptions
+                 .join(petitions, petitions.c.id == subscriptions.c.petition_id)
+                 .join(identities, identities.c.id == subscriptions.c.identity_id))
+    .where(subscriptions.c.identity_id == bindparam("identity"))
+    .order_by(subscriptions.c.id))
+
+
+def end_subscriptions(conn: Connection, identity_id: int, reason: str,
+                      now: datetime) -> list[int]:
+    """End every subscription on this identity (STOP, or the provider's opt-out), one
+    `subscription.changed` each; the petitions' ids."""
+    ended = conn.execute(SUBSCRIPTIONS_OF, {"identity": identity_id}).all()
+    if not ended:
+        return []
+    conn.execute(delete(subscriptions).where(subscriptions.c.identity_id == identity_id))
+    for _, slug, channel, supporter_id in ended:
+        events.record(conn, events.SUBSCRIPTION_CHANGED, events.subscription_data(
+            supporter_id, slug, channel, False, reason), supporter_id, now)
+    return [petition_id for petition_id, *_ in ended]
 
 
 def uncount(session: Session | Connection, petition_id: int, channel: str) -> None:
@@ -626,5 +697,5 @@ def uncount(session: Session | Connection, petition_id: int, channel: str) -> No
                     .values(count=ChannelCount.count - 1))
 
 
-__all__ = ["ConcurrentUpdate", "Found", "Replay", "Sender", "erase_supporter", "find",
-           "from_found", "load", "stored_state"]
+__all__ = ["ConcurrentUpdate", "Found", "Replay", "Sender", "end_subscriptions",
+           "erase_supporter", "find", "from_found", "load", "lock_supporter", "stored_state"]

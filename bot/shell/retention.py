@@ -11,17 +11,30 @@
   goes, the postcode is cut to its district, the consent record and referral go; the
   petition, number, channel, nation, postcode area and date stay, so every count stays.
   Whoever is then left with nothing on a live petition is forgotten as above; a signature
-  of someone still active elsewhere is moved to a new, empty supporter record.
+  of someone still active elsewhere is moved to a new, empty supporter record. Its
+  subscriptions go, and other systems hear so (`subscription.changed`, reason
+  "petition_closed").
 - A closed staff-inbox conversation is deleted `inbox_days` after it was closed (the
   supporter's words, staff replies and notes, follow-ups), and one left open when nothing
   was said in it for `inbox_days`; someone with an open one is not forgotten for being
   idle meanwhile. Notices to staff (a link, nothing personal) go once sent and
   `inbound_text_days` old.
+- An event for other systems (bot/shell/events.py) is deleted, with its deliveries, once
+  it is `inbound_text_days` old (the message texts' period: a `conversation.message`
+  carries a supporter's words) and each of its deliveries is settled: delivered, or
+  parked as failed after a day of retries. One still waiting to be delivered stays.
+  They can be hundreds of thousands, so they go first, EVENT_CHUNK per transaction, each
+  one short: a signing that records an event never waits for the run.
+  With the shipped periods an event goes long before what it copied (a name stays until
+  months after its petition closed, inbox words `inbox_days`); erasure scrubs events at
+  once (bot/shell/people.erase_supporter).
 - The suppression list is never purged: a forgotten person who said STOP stays as a bare
   address (channel, address, when), so they are never messaged again.
 
-One run is one transaction and writes one audit_log entry saying what it removed;
-`--dry-run` does the same work and rolls it back.
+Apart from those events, one run is one transaction, and it writes one audit_log entry
+saying what it removed (the events included); `--dry-run` does the same work and rolls it
+back, and only counts the events. The worker's daily thread also finishes removing event
+receivers (bot/shell/event_receivers.clear_removed) at each of its checks.
 """
 
 from __future__ import annotations
@@ -42,6 +55,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.core.conversation import State, Step
 from bot.infra.clock import utcnow
 from bot.infra.config import Config
+from bot.shell import event_receivers, events
 from bot.shell.petition_content import live_petitions
 from models import (
     Announcement,
@@ -49,17 +63,21 @@ from models import (
     ConsentRecord,
     Conversation,
     Delivery,
+    Event,
+    EventDelivery,
     Identity,
     InboundMessage,
     InboxConversation,
     Petition,
     RateWindow,
+    Receiver,
     Signature,
     Subscription,
     Supporter,
     Voice,
 )
 from models.db import is_postgres
+from models.events import SETTLED
 
 log = logging.getLogger("petitionbot.retention")
 
@@ -68,6 +86,7 @@ PERIOD = dt.timedelta(days=1)
 CHECK_EVERY = 600.0          # seconds between the worker's "is a run due?" checks
 LOCK_KEY = 0x7065746974      # PostgreSQL advisory lock: one run at a time, across workers
 CHUNK = 500                  # ids per IN (...) list
+EVENT_CHUNK = 5000           # expired events deleted per transaction
 # Steps in which a conversation may hold what it collected for a signature or a voice.
 COLLECTING = tuple(s.value for s in Step if s not in (Step.NEW, Step.MENU, Step.SIGNED,
                                                        Step.UPDATES))
@@ -86,6 +105,7 @@ class Report:
     deliveries: int = 0             # delivery records of those people / petitions removed
     voices: int = 0                 # unpublished voices removed
     inbox_conversations: int = 0    # closed staff-inbox conversations removed
+    events: int = 0                 # events for other systems, delivered or failed, removed
     suppressed: int = 0             # addresses on the suppression list (kept)
     dry_run: bool = False
 
@@ -105,6 +125,7 @@ class Report:
             f"  delivery records removed           {self.deliveries:>8,}",
             f"  unpublished voices removed         {self.voices:>8,}",
             f"  inbox conversations removed        {self.inbox_conversations:>8,}",
+            f"  events removed                     {self.events:>8,}",
             f"Suppression list kept: {self.suppressed:,} address(es).",
         ]
 
@@ -131,10 +152,11 @@ REPLIES_KEPT = dt.timedelta(days=1)
 # One run -------------------------------------------------------------------------------------
 
 def purge(session: Session, config: Config, now: dt.datetime) -> Report:
-    """Apply every retention rule at `now`, in the caller's transaction."""
+    """Apply every retention rule at `now` but the expired events' (`purge_events`), in the
+    caller's transaction."""
     report = Report()
     kept = config.retention
-    cutoff = now - dt.timedelta(days=kept.inbound_text_days)
+    cutoff = _text_cutoff(config, now)
     report.inbound_texts = _count(session.execute(
         update(InboundMessage).where(InboundMessage.body.is_not(None),
                                      InboundMessage.received_at < cutoff).values(body=None)))
@@ -159,7 +181,7 @@ def purge(session: Session, config: Config, now: dt.datetime) -> Report:
     slugs = expired_petitions(session, config, now)
     if slugs:
         _anonymise(session, list(session.scalars(
-            select(Petition.id).where(Petition.slug.in_(slugs)))), report)
+            select(Petition.id).where(Petition.slug.in_(slugs)))), report, now)
     idle = now - dt.timedelta(days=kept.unfinished_conversation_days)
     report.conversations = _clear_conversations(session, idle)
     never_signed = list(session.scalars(select(Supporter.id).where(
@@ -177,13 +199,46 @@ def purge(session: Session, config: Config, now: dt.datetime) -> Report:
     return report
 
 
+def purge_events(sessions: sessionmaker[Session], cutoff: dt.datetime,
+                 chunk: int = EVENT_CHUNK) -> int:
+    """Delete the events made before `cutoff` whose deliveries are all settled, `chunk` per
+    transaction; how many."""
+    gone = 0
+    while True:
+        with sessions.begin() as session:
+            ids = list(session.scalars(select(Event.id).where(_expired(cutoff)).limit(chunk)))
+            if not ids:
+                return gone
+            # (Checked again: one may have been sent again meanwhile. Their deliveries go
+            # with them: ON DELETE CASCADE.)
+            gone += _count(session.execute(
+                delete(Event).where(Event.id.in_(ids), _expired(cutoff))
+                .execution_options(synchronize_session=False)))
+
+
+def _expired(cutoff: dt.datetime) -> ColumnElement[bool]:
+    return and_(Event.created_at < cutoff,
+                ~exists().where(EventDelivery.event_id == Event.id,
+                                EventDelivery.status.not_in(SETTLED)))
+
+
+def _text_cutoff(config: Config, now: dt.datetime) -> dt.datetime:
+    """Inbound texts, and events, made before this go."""
+    return now - dt.timedelta(days=config.retention.inbound_text_days)
+
+
 def run(sessions: sessionmaker[Session], config: Config, now: dt.datetime,
         actor: str = "retention", dry_run: bool = False) -> Report:
-    """One run in its own transaction, audited; a dry run is rolled back."""
+    """One run, audited: the expired events first, a chunk per transaction, then the rest
+    in one transaction; a dry run counts the events and rolls the rest back."""
+    cutoff = _text_cutoff(config, now)
+    gone = 0 if dry_run else purge_events(sessions, cutoff, EVENT_CHUNK)
     with sessions() as session:
         transaction = session.begin()
         try:
             report = purge(session, config, now)
+            report.events = gone if not dry_run else session.scalar(
+                select(func.count()).select_from(Event).where(_expired(cutoff))) or 0
             report.dry_run = dry_run
             if dry_run:
                 transaction.rollback()
@@ -201,18 +256,26 @@ def run(sessions: sessionmaker[Session], config: Config, now: dt.datetime,
 def run_if_due(sessions: sessionmaker[Session], config: Config, now: dt.datetime,
                actor: str = "worker") -> Report | None:
     """Run unless a run finished within the last day (or another worker is running one)."""
+    with sessions() as session:  # a first look: the events go before the run's transaction
+        if not _due(session, now):
+            return None
+    gone = purge_events(sessions, _text_cutoff(config, now), EVENT_CHUNK)
     with sessions.begin() as session:
         if is_postgres(session) and not session.scalar(
                 text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": LOCK_KEY}):
             return None
-        last = session.scalar(select(func.max(AuditEntry.at)).where(
-            AuditEntry.action == ACTION))
-        if last is not None and now - last < PERIOD:
+        if not _due(session, now):
             return None
         report = purge(session, config, now)
+        report.events = gone
         audit(session, report, actor, now)
     _log(report)
     return report
+
+
+def _due(session: Session, now: dt.datetime) -> bool:
+    last = session.scalar(select(func.max(AuditEntry.at)).where(AuditEntry.action == ACTION))
+    return last is None or now - last >= PERIOD
 
 
 def audit(session: Session, report: Report, actor: str, now: dt.datetime) -> None:
@@ -246,7 +309,8 @@ def _clear_conversations(session: Session, idle: dt.datetime) -> int:
     return len(rows)
 
 
-def _anonymise(session: Session, petition_ids: list[int], report: Report) -> None:
+def _anonymise(session: Session, petition_ids: list[int], report: Report,
+               now: dt.datetime) -> None:
     closed = Signature.petition_id.in_(petition_ids)
     signers = set(session.scalars(select(Signature.supporter_id).where(closed,
                                                                        Signature.name != "")))
@@ -267,6 +331,7 @@ def _anonymise(session: Session, petition_ids: list[int], report: Report) -> Non
     report.signatures = _count(session.execute(
         update(Signature).where(closed, Signature.name != "").values(
             name="", postcode=_district(session), consent_id=None, referral=None)))
+    _end_subscriptions(session, petition_ids, now)
     report.subscriptions += _count(session.execute(
         delete(Subscription).where(Subscription.petition_id.in_(petition_ids))))
     report.voices += _settle_voices(session, Voice.petition_id.in_(petition_ids))
@@ -276,6 +341,23 @@ def _anonymise(session: Session, petition_ids: list[int], report: Report) -> Non
         Delivery.announcement_id.in_(announcements),
         Delivery.status.not_in(("pending", "claimed", "sending")))))
     _forget(session, sorted(signers - live), report)
+
+
+def _end_subscriptions(session: Session, petition_ids: list[int], now: dt.datetime) -> None:
+    """Other systems hear that updates about these petitions ended (reason
+    "petition_closed"), before their subscriptions go: in a few statements, however many
+    (events.record_many), and none when no receiver asked."""
+    if not any(events.SUBSCRIPTION_CHANGED in (types or [])
+               for types in session.scalars(select(Receiver.events))):
+        return
+    ended = [(events.subscription_data(supporter_id, slug, channel, False,
+                                       "petition_closed"), supporter_id)
+             for slug, channel, supporter_id in session.execute(
+                 select(Petition.slug, Identity.channel, Identity.supporter_id)
+                 .join(Subscription, Subscription.petition_id == Petition.id)
+                 .join(Identity, Identity.id == Subscription.identity_id)
+                 .where(Petition.id.in_(petition_ids)).order_by(Subscription.id))]
+    events.record_many(session.connection(), events.SUBSCRIPTION_CHANGED, ended, now)
 
 
 def _new_stub(session: Session, created_at: dt.datetime) -> int:
@@ -350,7 +432,9 @@ def _count(result: Any) -> int:
 
 class DailyRetention:
     """Checks every few minutes whether a day has passed since the last run (any worker's,
-    or the CLI's), and runs then. One thread, stopped with the worker."""
+    or the CLI's), and runs then; at each check it also deletes what removed event
+    receivers left (the removing request clears only for a moment). One thread, stopped
+    with the worker."""
 
     def __init__(self, config: Config, sessions: sessionmaker[Session],
                  clock: Callable[[], dt.datetime] = utcnow, every: float = CHECK_EVERY) -> None:
@@ -370,10 +454,18 @@ class DailyRetention:
         if self.thread is not None:
             self.thread.join(timeout)
 
+    def check(self) -> None:
+        """One check: what removed receivers left, then the run if it is due."""
+        try:
+            event_receivers.clear_removed(self.sessions)
+        except Exception:  # a database hiccup: the next check tries again
+            log.exception("clearing removed event receivers failed; it will be tried again")
+        try:
+            run_if_due(self.sessions, self.config, self.clock())
+        except Exception:
+            log.exception("retention run failed; it will be tried again")
+
     def _loop(self) -> None:
         while not self.stopping.is_set():
-            try:
-                run_if_due(self.sessions, self.config, self.clock())
-            except Exception:  # a database hiccup: the next check tries again
-                log.exception("retention run failed; it will be tried again")
+            self.check()
             self.stopping.wait(self.every)

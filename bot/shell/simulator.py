@@ -4,7 +4,9 @@ Design: simulated messages go through the real Service (the same conversation co
 texts, rendering and effects as Twilio and Telegram messages), but the Service is bound to
 a separate sandbox database. Nothing a simulated person does can reach the live tables,
 so no total, export, API count, dashboard, broadcast audience or moderation queue can
-ever include it, whatever queries are added later. Before each message the sandbox's
+ever include it, whatever queries are added later; and its engine records no events
+(events.silence), so nothing done here reaches a receiver, even if the sandbox's URL were
+the live database's. Before each message the sandbox's
 counters are set to the live counts plus its own signatures (and the published voices
 are copied in), so staff see the figures supporters see. Its content (petitions, the
 bot's words) is the live database's, read as every process reads it: a summary an editor
@@ -29,6 +31,7 @@ from sqlalchemy.orm import Session
 from bot.core.conversation import Channel
 from bot.core.render import Rendered, render
 from bot.infra.config import Config
+from bot.shell import events
 from bot.shell.content import Content, LiveContent
 from bot.shell.people import erase_supporter
 from bot.shell.service import Handled, Received, Service
@@ -93,7 +96,8 @@ class Sandbox:
             if self._service is None:
                 engine = make_engine(self.url)
                 upgrade(engine)
-                service = Service(self.config, make_sessions(engine), clock=self.live.clock)
+                service = Service(self.config, make_sessions(events.silence(engine)),
+                                  clock=self.live.clock)
                 service.live = LiveDatabaseContent(self.live)
                 service.sync_petitions()
                 self._service = service
@@ -121,7 +125,7 @@ class Sandbox:
             people |= set(session.scalars(select(Supporter.id).where(
                 Supporter.phone == phone(staff_id))).all())
             for person in people:
-                erase_supporter(session, person)
+                erase_supporter(session, person, self.live.clock())
             ids = list(session.scalars(select(Identity.id).where(mine)).all())
             session.execute(update(InboundMessage).where(InboundMessage.identity_id.in_(ids))
                             .values(identity_id=None, body=None, replies=None))

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from bot.core.phones import mask, normalise_phone
 from bot.infra.config import Organisation
 from bot.shell import inbox
-from bot.shell.people import erase_supporter
+from bot.shell.people import erase_supporter, lock_supporter
 from bot.shell.staff import audit
 from models import (
     Announcement,
@@ -205,7 +205,9 @@ class Erased:
 
 def erase(session: Session, supporter_id: int, staff: str, at: dt.datetime) -> Erased | None:
     """Erase one person at a staff member's request (bot.shell.people.erase_supporter: the
-    same as their own DELETE), audited with counts only; None when there is no such person."""
+    same as their own DELETE), audited with counts only; None when there is no such person.
+    Their lock first: a message of theirs under way finishes, and its events go out first."""
+    lock_supporter(session.connection(), supporter_id)
     supporter = session.get(Supporter, supporter_id)
     if supporter is None:
         return None
@@ -214,7 +216,7 @@ def erase(session: Session, supporter_id: int, staff: str, at: dt.datetime) -> E
                                 .where(Signature.supporter_id == supporter_id)) or 0
     suppressed = session.scalar(select(func.count()).select_from(Identity).where(
         Identity.supporter_id == supporter_id, Identity.opted_out_at.is_not(None))) or 0
-    erase_supporter(session, supporter_id)
+    erase_supporter(session, supporter_id, at)
     audit(session, staff, "supporter.erase", f"supporter:{supporter_id}",
           {"phone": phone, "signatures": signatures, "suppression_kept": suppressed}, at)
     return Erased(supporter_id, phone, signatures, suppressed)
