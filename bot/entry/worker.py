@@ -10,6 +10,11 @@ Crash safety: a delivery is `claimed` in batches, then marked `sending` in its o
 just before the provider call, and settled in the next commit (which also marks the one
 after it). A worker that disappears leaves `claimed` rows (never attempted: they go back
 to pending) and at most one `sending` row per channel (in doubt: `unknown`, never resent).
+
+Events for other systems (DESIGN §9) are posted by the worker's courier on threads of its
+own (bot/shell/event_delivery.py): at least once, in order per supporter and receiver.
+`--until-idle` waits for event deliveries being posted or due within a few seconds
+(event_delivery.IDLE_WITHIN), not for one backing off for longer: the next run posts it.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from sqlalchemy import (
     Engine,
     and_,
     bindparam,
+    case,
     delete,
     exists,
     func,
@@ -41,17 +47,18 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.channels.receivers import ReceiverPoster
 from bot.core.outcomes import Job, Result, Sender, SendResult
 from bot.infra import metrics
 from bot.infra.clock import utcnow
 from bot.infra.config import Config
 from bot.infra.pacing import LocalPacer, Pacer
-from bot.shell import broadcast
+from bot.shell import broadcast, event_delivery, people
 from bot.shell.announcement_status import quiet_until
 from models import Announcement, Delivery, Identity, Worker
 from models.broadcast import DONE, OPEN
 from models.db import is_postgres
-from models.tables import announcements, deliveries, identities, subscriptions
+from models.tables import announcements, deliveries, identities
 
 log = logging.getLogger("petitionbot.worker")
 
@@ -72,7 +79,9 @@ class BroadcastWorker:
     def __init__(self, config: Config, sessions: sessionmaker[Session],
                  senders: Mapping[str, Sender], pacer: Pacer | None = None,
                  clock: Callable[[], dt.datetime] = utcnow, batch: int = 50,
-                 stale_after: float = STALE_AFTER, out: TextIO | None = None) -> None:
+                 stale_after: float = STALE_AFTER, out: TextIO | None = None,
+                 poster: event_delivery.Poster | None = None,
+                 events: event_delivery.Policy = event_delivery.DEFAULT) -> None:
         self.config = config
         self.sessions = sessions
         self.senders = dict(senders)
@@ -85,6 +94,10 @@ class BroadcastWorker:
         self.out = out
         self._texts: dict[tuple[int, str], str] = {}
         self._busy: dict[str, bool] = {}
+        # Events for other systems go out on threads of their own: a slow receiver must
+        # not hold up the channels.
+        self.courier = event_delivery.EventCourier(sessions, poster or ReceiverPoster(),
+                                                   self.id, clock, events)
 
     # The loop ------------------------------------------------------------------------
 
@@ -96,6 +109,7 @@ class BroadcastWorker:
                    for channel in self.senders]
         for thread in threads:
             thread.start()
+        self.courier.start()
         printer = _Progress(self.out)
         try:
             while not self.stopping.is_set():
@@ -109,6 +123,7 @@ class BroadcastWorker:
             self.stopping.set()
             for thread in threads:
                 thread.join(timeout=90)
+            self.courier.stop()
             with self.sessions.begin() as session:
                 self._release(session)
                 session.execute(delete(Worker).where(Worker.id == self.id))
@@ -122,13 +137,15 @@ class BroadcastWorker:
         with self.sessions.begin() as session:
             self._beat_in(session, now)
             recover(session, now, self.stale_after)
+            event_delivery.recover(session.connection(), now)
             for announcement_id in broadcast.promote_due(session, self.config, now):
                 log.info("announcement %s started (scheduled)", announcement_id)
             for announcement_id in broadcast.finish_complete(session, now):
                 log.info("announcement %s sent", announcement_id)
 
     def _idle(self) -> bool:
-        """Nothing left to send or wait for on the channels this worker serves."""
+        """Nothing left to send or wait for on the channels this worker serves, and no
+        event being posted or due within a few seconds."""
         if any(self._busy.values()):
             return False
         with self.sessions() as session:
@@ -142,7 +159,7 @@ class BroadcastWorker:
                 Announcement.status == "sending"))
         if not open_rows and unfinished:
             self._housekeeping()  # settle the announcements that have just finished
-        return not open_rows and not due
+        return not open_rows and not due and self.courier.idle()
 
     def _channel_loop(self, channel: str) -> None:
         while not self.stopping.is_set():
@@ -382,9 +399,13 @@ def _sleep_until(deadline: float) -> None:
 
 _MINE = and_(deliveries.c.id == bindparam("p_id"), deliveries.c.status == "claimed",
              deliveries.c.worker == bindparam("p_worker"))
+# Checked just before each send, so a STOP or a number put on the suppression list
+# (broadcast.suppressed) meanwhile stops what was queued before it.
 _REACHABLE = exists().where(identities.c.id == bindparam("p_identity"),
                             identities.c.opted_out_at.is_(None),
-                            identities.c.unreachable_at.is_(None))
+                            identities.c.unreachable_at.is_(None),
+                            ~broadcast.suppressed())
+_SUPPRESSED = exists().where(identities.c.id == bindparam("p_identity"), broadcast.suppressed())
 # Built once: these run for every message a worker sends.
 BEGIN_SEND = update(deliveries).where(
     _MINE, _REACHABLE, or_(deliveries.c.announcement_id.is_(None),
@@ -392,7 +413,8 @@ BEGIN_SEND = update(deliveries).where(
                                           announcements.c.status == "sending"))).values(
     status="sending", attempts=deliveries.c.attempts + 1, updated_at=bindparam("p_now"))
 SKIP_UNREACHABLE = update(deliveries).where(_MINE, ~_REACHABLE).values(
-    status="skipped", error_code="opted_out", updated_at=bindparam("p_now"))
+    status="skipped", error_code=case((_SUPPRESSED, "suppressed"), else_="opted_out"),
+    updated_at=bindparam("p_now"))
 SETTLE = update(deliveries).where(
     deliveries.c.id == bindparam("p_id"), deliveries.c.status == "sending").values(
     status=bindparam("p_status"), provider_id=bindparam("p_provider"),
@@ -425,15 +447,30 @@ def _connection(db: Session | Connection) -> Connection:
 
 def _suppress(connection: Connection, identity_id: int, now: dt.datetime,
               opted_out: bool) -> None:
-    """The provider says: unsubscribed (21610) or unreachable (blocked the bot)."""
+    """The provider says: unsubscribed (21610: its subscriptions end, and other systems
+    hear so) or unreachable (blocked the bot). The person's lock is taken first, before
+    anything is written (`record` settles the delivery after this), as a message of
+    theirs takes it: their events commit in the order of their ids."""
+    _lock_person(connection, identity_id)
     column = identities.c.opted_out_at if opted_out else identities.c.unreachable_at
     connection.execute(update(identities).where(identities.c.id == identity_id,
                                                 column.is_(None)).values({column: now}))
     if opted_out:
-        connection.execute(delete(subscriptions).where(
-            subscriptions.c.identity_id == identity_id))
+        people.end_subscriptions(connection, identity_id, "provider_opt_out", now)
     broadcast.skip_pending_for(connection, identity_id,
                                "opted_out" if opted_out else "unreachable", now)
+
+
+def _lock_person(connection: Connection, identity_id: int) -> None:
+    """Hold the person behind this identity (people.lock_supporter), who may change while
+    their lock is awaited (a merge moves the identity): the one it belongs to once held."""
+    if not is_postgres(connection):
+        return
+    held: int | None = None
+    while (person := connection.scalar(select(identities.c.supporter_id).where(
+            identities.c.id == identity_id))) not in (None, held):
+        people.lock_supporter(connection, person)
+        held = person
 
 
 class _Progress:

@@ -64,6 +64,10 @@ FIRST_REPLY_SECONDS = Histogram(
     "petitionbot_inbox_first_reply_seconds", "Time from a supporter's first message in an "
     "inbox conversation to the first staff reply, by channel.", ["channel"],
     buckets=FIRST_REPLY_BUCKETS)
+EVENT_DELIVERIES = Counter(
+    "petitionbot_event_deliveries", "Posts of events to receivers, by outcome: delivered "
+    "(a 2xx answer), retry (another answer or none), failed (parked after a day of "
+    "retries).", ["outcome"])
 RATE_LIMIT_WAIT_SECONDS = Counter(
     "petitionbot_rate_limit_wait_seconds", "Seconds spent waiting for a rate, by channel and "
     "reason.", ["channel", "reason"])
@@ -83,6 +87,10 @@ def observe_inbound(channel: str, outcome: str, seconds: float, signed: bool = F
 
 def observe_delivery(channel: str, status: str) -> None:
     DELIVERIES.labels(_channel(channel), status).inc()
+
+
+def observe_event_delivery(outcome: str) -> None:
+    EVENT_DELIVERIES.labels(outcome).inc()
 
 
 def observe_provider_error(channel: str, error: str) -> None:
