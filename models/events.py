@@ -56,9 +56,13 @@ class Event(Base):
 
 class EventDelivery(Base):
     __tablename__ = "event_deliveries"
+    # _receiver: a receiver's counts by status and its last delivery, read from the index
+    # alone (staff's list of receivers), and its deliveries found by status when removed.
     __table_args__ = (Index("ix_event_deliveries_due", "status", "next_attempt_at"),
                       Index("ix_event_deliveries_order", "receiver_id", "supporter_id",
-                            "status"))
+                            "status"),
+                      Index("ix_event_deliveries_receiver", "receiver_id", "status",
+                            "delivered_at"))
 
     id: Mapped[intpk]
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"),

@@ -140,12 +140,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def config_path(tmp_path: Path) -> Path:
     """The suite's config.toml: the shipped one, except that admins sign in without
     two-factor sign-in, because nearly every test signs in as an admin with a password
-    alone (tests/integration/test_colleagues.py tests the shipped rule). The petition's
-    text is still read from the repository."""
+    alone (tests/integration/test_colleagues.py tests the shipped rule), and that event
+    receivers may be plain http on 127.0.0.1 (the loopback fakes). The petition's text is
+    still read from the repository."""
     text = CONFIG.read_text(encoding="utf-8")
     suite = text.replace("admin_two_factor = true", "admin_two_factor = false").replace(
-        'issue_file = "petitions/', f'issue_file = "{(ROOT / "petitions").as_posix()}/')
+        'issue_file = "petitions/', f'issue_file = "{(ROOT / "petitions").as_posix()}/').replace(
+        "http_webhook_hosts = []", 'http_webhook_hosts = ["127.0.0.1"]')
     assert suite.count("admin_two_factor = false") == 1, "config.toml has [console] two-factor"
+    assert suite.count('http_webhook_hosts = ["127.0.0.1"]') == 1, \
+        "config.toml has [api] http_webhook_hosts = []"
     path = tmp_path / "suite-config.toml"
     path.write_text(suite, encoding="utf-8")
     return path

@@ -97,6 +97,9 @@ class Api:
 
     requests_per_window: int = 600  # requests one token may make ...
     window_seconds: int = 600       # ... in any window this long (then 429)
+    # Event receivers' URLs are https; plain http only to these hosts (e.g. a CRM on the
+    # same private network, or 127.0.0.1 in tests). Lower case, without brackets.
+    http_webhook_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -303,14 +306,31 @@ API_MAX_WINDOW = 24 * 3600  # rate windows unused for a day are deleted (bot/she
 
 def _api(r: _Reader) -> Api:
     t = r.table("api", required=False)
-    r.unknown(t, "api", {"requests_per_window", "window_seconds"})
+    r.unknown(t, "api", {"requests_per_window", "window_seconds", "http_webhook_hosts"})
     api = Api(_positive(r, t, "api", "requests_per_window", Api.requests_per_window),
-              _positive(r, t, "api", "window_seconds", Api.window_seconds))
+              _positive(r, t, "api", "window_seconds", Api.window_seconds),
+              _hosts(r, t, "api", "http_webhook_hosts"))
     if api.requests_per_window > API_MAX_REQUESTS:
         r.errors.append(f"api.requests_per_window: at most {API_MAX_REQUESTS:,}")
     if api.window_seconds > API_MAX_WINDOW:
         r.errors.append(f"api.window_seconds: at most {API_MAX_WINDOW} (a day)")
     return api
+
+
+def _hosts(r: _Reader, t: Mapping[str, Any], path: str, key: str) -> tuple[str, ...]:
+    """Host names as a URL's host compares ("crm.internal", "127.0.0.1", "::1"): no
+    scheme, port or path, since what they allow is any port and path on that host."""
+    hosts = r.value(t, path, key, list, [])
+    found = []
+    for host in hosts:
+        name = host.strip().lower().removeprefix("[").removesuffix("]") \
+            if isinstance(host, str) else ""
+        if not name or any(c in name for c in "/@ \t") or name.count(":") == 1:
+            r.errors.append(f"{path}.{key}: a list of host names, such as \"127.0.0.1\" or "
+                            f"\"crm.internal\" (no scheme, port or path): not {host!r}")
+        else:
+            found.append(name)
+    return tuple(found)
 
 
 def _safeguarding(r: _Reader) -> Safeguarding:

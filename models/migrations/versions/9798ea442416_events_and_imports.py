@@ -66,6 +66,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_event_deliveries_due', ['status', 'next_attempt_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_event_deliveries_event_id'), ['event_id'], unique=False)
         batch_op.create_index('ix_event_deliveries_order', ['receiver_id', 'supporter_id', 'status'], unique=False)
+        batch_op.create_index('ix_event_deliveries_receiver', ['receiver_id', 'status', 'delivered_at'], unique=False)
 
     op.create_table('imports',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -107,6 +108,7 @@ def downgrade() -> None:
     op.drop_table('suppressions')
     op.drop_table('imports')
     with op.batch_alter_table('event_deliveries', schema=None) as batch_op:
+        batch_op.drop_index('ix_event_deliveries_receiver')
         batch_op.drop_index('ix_event_deliveries_order')
         batch_op.drop_index(batch_op.f('ix_event_deliveries_event_id'))
         batch_op.drop_index('ix_event_deliveries_due')
