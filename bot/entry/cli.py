@@ -675,6 +675,67 @@ def stats() -> None:
         click.echo(campaign_stats(session, config))
 
 
+# Imports --------------------------------------------------------------------------------
+
+@main.group("import")
+def import_group() -> None:
+    """Import CSV files: a suppression list, or signatures collected on paper."""
+
+
+@import_group.command("suppressions")
+@click.argument("path", metavar="FILE", type=click.Path(exists=True, dir_okay=False,
+                                                         path_type=Path))
+@click.option("--source", default=None,
+              help="Where the list comes from, e.g. \"Fundraising Preference Service\" "
+                   "(default: the file's name).")
+@click.option("--dry-run", is_flag=True, help="Say what it would do; change nothing.")
+def import_suppressions(path: Path, source: str | None, dry_run: bool) -> None:
+    """Numbers never to be messaged again, on any channel, from now on: a CSV file whose
+    first line names a phone column (phone, number, mobile...). Nobody's consent or
+    opt-in changes."""
+    _import("suppressions", path, dry_run, source=source)
+
+
+@import_group.command("signatures")
+@click.argument("path", metavar="FILE", type=click.Path(exists=True, dir_okay=False,
+                                                         path_type=Path))
+@click.option("--petition", "slug", required=True, help="The petition's slug.")
+@click.option("--dry-run", is_flag=True, help="Say what it would do; change nothing.")
+def import_signatures(path: Path, slug: str, dry_run: bool) -> None:
+    """Signatures collected on paper or at events: a CSV file with the columns name,
+    postcode, date (YYYY-MM-DD or DD/MM/YYYY) and source. They count, and are handed in,
+    with the others; they are never messaged."""
+    _import("signatures", path, dry_run, petition=slug)
+
+
+def _import(kind: str, path: Path, dry_run: bool, petition: str | None = None,
+            source: str | None = None) -> None:
+    """Run an import (bot/shell/imports.py) and print what it did; bad rows exit 1."""
+    from bot.shell import imports
+    from models.db import make_engine, make_sessions
+
+    settings = _settings()
+    config = _config_or_exit(settings)
+    require_current_schema(settings)
+    if path.stat().st_size > imports.MAX_BYTES:
+        raise click.ClickException(f"{path.name} is larger than "
+                                   f"{imports.MAX_BYTES // 2**20} MiB: split it")
+    engine = make_engine(settings.database_url)
+    try:
+        summary = imports.run(make_sessions(engine), config, kind, path.read_bytes(),
+                              filename=path.name, petition=petition, source=source,
+                              actor="cli:" + os.environ.get("USER", "operator"),
+                              now=utcnow(), dry_run=dry_run)
+    except imports.Refused as error:
+        raise click.ClickException(f"{path.name}: {error}; nothing was imported") from None
+    finally:
+        engine.dispose()
+    for line in summary.lines():
+        click.echo(line)
+    if summary.bad_rows:
+        sys.exit(1)
+
+
 # Backups and retention -------------------------------------------------------------------
 
 @db.command("backup")

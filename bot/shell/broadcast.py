@@ -1,7 +1,8 @@
 """Announcements -> deliveries (the outbox) -> workers.
 
 Rules: the delivery rows for every recipient exist before the first send, written by one
-set-based statement; nobody who said STOP, is unreachable or withdrew consent is among
+set-based statement; nobody who said STOP, is unreachable, withdrew consent or is on the
+suppression list (`suppressed`, which the worker also checks before every send) is among
 them; a row is marked `sending` (committed) before its provider call, so a crash leaves it
 `unknown`, never resent; every text names the charity and says how to stop.
 """
@@ -16,7 +17,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, func, literal, or_, select, text, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    true,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from bot.core.conversation import Channel
@@ -32,6 +45,7 @@ from models.db import is_postgres
 from models.sql import insert_ignore
 from models.staff import StaffAddress, StaffUser
 from models.supporters import petition_id
+from models.tables import identities, supporters, suppressions
 
 WHATSAPP_WINDOW = dt.timedelta(hours=24)
 # An instruction ("Reply STOP", "send stop"), not just the word: "we will not STOP" tells
@@ -40,6 +54,7 @@ FRESH_STATISTICS_AT = 10_000
 STOP_WORD = re.compile(r"\b(?:reply|send|text)\s+STOP\b", re.IGNORECASE)
 POSTCODE_AREA = re.compile(r"^[A-Z]{1,4}$")  # "EH", "G": the letters a postcode starts with
 TEMPLATE_SID = re.compile(r"^HX[0-9a-fA-F]{32}$")  # a Twilio Content SID
+PHONE_CHANNELS = ("sms", "whatsapp")  # channels whose address is a phone number
 
 
 class BroadcastError(Exception):
@@ -316,9 +331,30 @@ def _apply_frequency_cap(session: Session, config: Config, announcement: Announc
                                                  updated_at=now))
 
 
+def suppressed(identity: Any = identities) -> ColumnElement[bool]:
+    """Whether the row of `identity` (the identities table, correlated from the enclosing
+    query) must never be messaged: an SMS or WhatsApp address on the suppression list
+    (bot/shell/imports.py), or any channel, Telegram too, of a person whose phone is on it.
+    From the moment a number is imported: the worker asks this before every send."""
+    # Equalities, not IN: an IN list is expanded anew at each execution, and the worker
+    # runs this for every message it sends.
+    by_address = and_(or_(*(identity.c.channel == c for c in PHONE_CHANNELS)),
+                      exists().where(suppressions.c.phone == identity.c.address))
+    by_person = exists().where(supporters.c.id == identity.c.supporter_id,
+                               suppressions.c.phone == supporters.c.phone)
+    return or_(by_address, by_person)
+
+
+def is_suppressed(session: Session | Connection, identity_id: int) -> bool:
+    """Whether this identity must never be messaged (`suppressed`)."""
+    return bool(session.scalar(select(exists().where(identities.c.id == identity_id,
+                                                     suppressed()))))
+
+
 def _audience(session: Session, config: Config, announcement: Announcement) -> Any:
     """SELECT id, channel of every identity this announcement may go to."""
-    reachable = and_(Identity.opted_out_at.is_(None), Identity.unreachable_at.is_(None))
+    reachable = and_(Identity.opted_out_at.is_(None), Identity.unreachable_at.is_(None),
+                     ~suppressed())
     if announcement.test_group:
         members = test_members(session, config, announcement)
         ensure_test_identities(session, members)
@@ -478,8 +514,9 @@ def _dialect(session: Session) -> Any:
 
 __all__ = ["ApprovalRefused", "Audience", "BroadcastError", "Job", "Preview",
            "approval_refusal", "approve", "cancel", "check_approval", "compose", "create",
-           "delivery_counts", "digest", "edit", "find", "finish_complete", "milestone_drafts",
-           "pause", "preview", "progress", "promote_due", "resume", "skip_pending_for", "start"]
+           "delivery_counts", "digest", "edit", "find", "finish_complete", "is_suppressed",
+           "milestone_drafts", "pause", "preview", "progress", "promote_due", "resume",
+           "skip_pending_for", "start", "suppressed"]
 
 
 # Twilio status callbacks: where each status may come from, so a status never moves back.

@@ -47,11 +47,13 @@ __all__ = ["COUNTS_TTL", "Counts"]
 
 
 CHANNELS = ("sms", "whatsapp", "telegram")
+PAPER = "paper"  # signatures collected on paper and imported (bot/shell/imports.py)
 
 
 def public_counts(session: Session, content: PetitionContent) -> dict[str, Any]:
     """A petition's counts as the public JSON and the staff API give them: the total, those
-    collected here (by channel) and those collected elsewhere (by source)."""
+    collected here (by channel: "paper" too, once any paper signature was imported) and
+    those collected elsewhere (by source)."""
     row = session.execute(select(Petition.id, Petition.signature_count)
                           .where(Petition.slug == content.slug)).one_or_none()
     by_channel: dict[str, int] = {} if row is None else dict(session.execute(
@@ -62,5 +64,6 @@ def public_counts(session: Session, content: PetitionContent) -> dict[str, Any]:
         "total": here + content.external_count,
         "here": here,
         "external": [{"source": e.source, "count": e.count} for e in content.external],
-        "by_channel": {c: by_channel.get(c, 0) for c in CHANNELS},
+        "by_channel": {c: by_channel.get(c, 0) for c in CHANNELS} | (
+            {PAPER: by_channel[PAPER]} if by_channel.get(PAPER) else {}),
     }

@@ -23,7 +23,7 @@ from models import Announcement, ChannelCount, Identity, Petition, Signature, Su
 from models.db import is_postgres
 from models.supporters import petition_id
 
-CHANNELS = ("sms", "whatsapp", "telegram")
+CHANNELS = ("sms", "whatsapp", "telegram", "paper")  # paper: imported (bot/shell/imports.py)
 NATIONS = ("england", "scotland", "wales", "northern_ireland", "crown_dependencies", "bfpo",
            "outside_uk")
 
@@ -41,6 +41,16 @@ class Totals:
     def total(self) -> int:
         return self.here + sum(n for _, n in self.external)
 
+    @property
+    def paper(self) -> int:
+        """Of `here`, those collected on paper and imported."""
+        return self.by_channel.get("paper", 0)
+
+    @property
+    def by_bot(self) -> int:
+        """Of `here`, those signed with the bot (SMS, WhatsApp, Telegram)."""
+        return self.here - self.paper
+
 
 @dataclass
 class Figures:
@@ -51,10 +61,12 @@ class Figures:
     referrals: list[tuple[str, int]] = field(default_factory=list)
     subscribers: int = 0
     deliveries: list[tuple[Announcement, dict[str, int]]] = field(default_factory=list)
+    paper_sources: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def optin_rate(self) -> float:
-        return self.subscribers / self.totals.here if self.totals.here else 0.0
+        """Of those who signed with the bot (paper signers were never asked)."""
+        return self.subscribers / self.totals.by_bot if self.totals.by_bot else 0.0
 
 
 def totals(session: Session, content: PetitionContent) -> Totals:
@@ -119,6 +131,15 @@ def referrals(session: Session, pid: int, limit: int = 10) -> list[tuple[str, in
     return [(ref or "direct", count) for ref, count in rows]
 
 
+def paper_sources(session: Session, pid: int) -> list[tuple[str, int]]:
+    """Paper signatures by where they were collected, most first."""
+    rows = session.execute(select(Signature.source, func.count())
+                           .where(Signature.petition_id == pid, Signature.channel == "paper")
+                           .group_by(Signature.source)
+                           .order_by(func.count().desc(), Signature.source)).all()
+    return [(source or "unknown", count) for source, count in rows]
+
+
 def subscribers(session: Session, pid: int) -> int:
     """People (not channels) who asked for updates about the petition."""
     return session.scalar(
@@ -149,12 +170,13 @@ def figures(session: Session, config: Config, content: PetitionContent, today: d
                         config.broadcast.timezone),
         nations=by_nation(rows), areas=by_area(rows)[:20],
         referrals=referrals(session, pid), subscribers=subscribers(session, pid),
-        deliveries=recent_deliveries(session, pid))
+        deliveries=recent_deliveries(session, pid),
+        paper_sources=paper_sources(session, pid) if top.paper else [])
 
 
 def _nation_order(nation: str) -> int:
     return NATIONS.index(nation) if nation in NATIONS else len(NATIONS)
 
 
-__all__ = ["Figures", "Totals", "by_area", "by_nation", "figures", "per_day", "places",
-           "referrals", "subscribers", "totals"]
+__all__ = ["Figures", "Totals", "by_area", "by_nation", "figures", "paper_sources", "per_day",
+           "places", "referrals", "subscribers", "totals"]

@@ -10,10 +10,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.infra.config import Config
+from bot.shell.dashboard import paper_sources
 from bot.shell.petition_content import live_petitions
 from models import ChannelCount, Petition, Signature, Subscription
 
-COLUMNS = ("number", "name", "postcode", "country", "nation", "channel", "referral",
+# `source`: where a paper signature was collected (empty for the bot's channels).
+COLUMNS = ("number", "name", "postcode", "country", "nation", "channel", "source", "referral",
            "signed_at")
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -28,7 +30,7 @@ def write_signatures(session: Session, slug: str, fmt: str, out: TextIO,
                      batch: int = 2000) -> int:
     """Write every signature of a petition in number order; rows are streamed."""
     query = (select(Signature.number, Signature.name, Signature.postcode, Signature.country,
-                    Signature.nation, Signature.channel, Signature.referral,
+                    Signature.nation, Signature.channel, Signature.source, Signature.referral,
                     Signature.signed_at)
              .join(Petition, Petition.id == Signature.petition_id)
              .where(Petition.slug == slug).order_by(Signature.number)
@@ -67,6 +69,9 @@ def campaign_stats(session: Session, config: Config) -> str:
         channels = session.execute(select(ChannelCount.channel, ChannelCount.count)
                                    .where(ChannelCount.petition_id == petition.id)).all()
         lines.append("  by channel: " + ", ".join(f"{c} {n:,}" for c, n in channels))
+        paper = paper_sources(session, petition.id)
+        if paper:
+            lines.append("  on paper: " + ", ".join(f"{s} {n:,}" for s, n in paper))
         nations = session.execute(
             select(Signature.nation, func.count()).where(Signature.petition_id == petition.id)
             .group_by(Signature.nation).order_by(func.count().desc())).all()

@@ -41,13 +41,14 @@ MAX_NUMBER = 2**63 - 1
 LIMIT = re.compile(r"[0-9]{1,6}")
 CURSOR = re.compile(r"(?P<slug>.+):(?P<number>[0-9]{1,19})")
 
-# What each item carries, in this order (`supporter` links it to the events' ids).
+# What each item carries, in this order (`supporter` links it to the events' ids; `source`
+# says where a paper signature was collected, and is null for the others).
 FIELDS = ("id", "number", "supporter", "name", "postcode", "country", "nation", "channel",
-          "referral", "signed_at")
+          "source", "referral", "signed_at")
 PAGE = (select(signatures.c.id, signatures.c.number, signatures.c.supporter_id,
                signatures.c.name, signatures.c.postcode, signatures.c.country,
-               signatures.c.nation, signatures.c.channel, signatures.c.referral,
-               signatures.c.signed_at)
+               signatures.c.nation, signatures.c.channel, signatures.c.source,
+               signatures.c.referral, signatures.c.signed_at)
         .order_by(signatures.c.number))
 
 

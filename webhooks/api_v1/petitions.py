@@ -27,8 +27,10 @@ API_NAMES = {field: name for name, field in FIELDS.items()}
 _DATE = {"type": "string", "format": "date"}
 _EXTERNAL = {"type": "array", "items": {"$ref": "#/components/schemas/ExternalCount"}}
 _CHANNELS = {"type": "object", "properties": {c: {"type": "integer"} for c in
-                                              ("sms", "whatsapp", "telegram")},
-             "required": ["sms", "whatsapp", "telegram"], "additionalProperties": False}
+                                              ("sms", "whatsapp", "telegram", "paper")},
+             "required": ["sms", "whatsapp", "telegram"], "additionalProperties": False,
+             "description": "paper: signatures collected on paper and imported, present "
+                            "once there are any"}
 SCHEMAS: dict[str, dict[str, Any]] = {
     "ExternalCount": {
         "type": "object",

@@ -46,13 +46,17 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "nation": {"type": "string",
                        "description": "england, scotland, wales, northern_ireland, "
                                       "crown_dependencies, bfpo or outside_uk"},
-            "channel": {"type": "string", "enum": ["sms", "whatsapp", "telegram"]},
+            "channel": {"type": "string", "enum": ["sms", "whatsapp", "telegram", "paper"],
+                        "description": "paper: collected on paper and imported"},
+            "source": {"type": "string", "nullable": True,
+                       "description": "where a paper signature was collected (e.g. Leeds "
+                                      "march); null for the others"},
             "referral": {"type": "string", "nullable": True,
                          "description": "the share code or campaign it came through"},
             "signed_at": {"type": "string", "format": "date-time"},
         },
         "required": ["id", "number", "supporter", "name", "postcode", "country", "nation",
-                     "channel", "referral", "signed_at"],
+                     "channel", "source", "referral", "signed_at"],
         "additionalProperties": False,
     },
     "SignatureFeed": {

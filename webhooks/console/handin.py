@@ -1,5 +1,7 @@
 """Hand-in: the signatures as a streamed CSV (admins), and a summary by nation and
-postcode area for the decision maker (a page and a CSV)."""
+postcode area for the decision maker (a page and a CSV). Signatures collected on paper and
+imported count with the rest, each source on a line of its own; their places are known
+(a paper signature has a UK postcode), so they are in the places too."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import Any, TextIO, cast
 from flask import Response, render_template, stream_with_context
 from sqlalchemy.orm import Session
 
-from bot.shell.dashboard import by_area, by_nation, places, totals
+from bot.shell.dashboard import by_area, by_nation, paper_sources, places, totals
 from bot.shell.export import safe_cell, write_signatures
 from models.db import long_read
 from models.supporters import petition_id
@@ -34,10 +36,12 @@ def handin() -> Any:
     with rt.sessions() as session:
         content = rt.service.content(session).petition(slug)
         top = totals(session, content)
-        rows = places(session, petition_id(session, slug) or 0)
+        pid = petition_id(session, slug) or 0
+        rows = places(session, pid)
+        paper = paper_sources(session, pid) if top.paper else []
     return render_template("staff/handin.html", t=top, nations=by_nation(rows),
                            areas=sorted(by_area(rows)), names=NATION_NAMES,
-                           petition=content, generated=now())
+                           petition=content, generated=now(), paper=paper)
 
 
 @route("/handin/summary.csv", "viewer")
@@ -46,12 +50,16 @@ def summary_csv() -> Any:
     rt = runtime()
     with rt.sessions() as session:
         top = totals(session, rt.service.content(session).petition(slug))
-        rows = places(session, petition_id(session, slug) or 0)
+        pid = petition_id(session, slug) or 0
+        rows = places(session, pid)
+        paper = paper_sources(session, pid) if top.paper else []
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["petition", safe_cell(top.title)])
     writer.writerow(["generated_at", now().isoformat()])
-    writer.writerow(["signatures_here", top.here])
+    writer.writerow(["signatures_here", top.by_bot])  # by SMS, WhatsApp and Telegram
+    for source, count in paper:
+        writer.writerow([safe_cell(f"signatures_on_paper_{source}"), count])
     for source, count in top.external:
         writer.writerow([safe_cell(f"signatures_on_{source}"), count])
     writer.writerow(["total", top.total])
