@@ -25,13 +25,14 @@ from urllib.parse import urlsplit
 import pyotp
 import pytest
 from flask import url_for
-from sqlalchemy import select
+from sqlalchemy import select, update
 from werkzeug.routing import Rule
 
 from bot.infra.settings import Settings
-from bot.shell import api_tokens, broadcast, invites
+from bot.shell import api_tokens, broadcast, event_receivers, events, invites
 from bot.shell import inbox as inbox_shell
 from models import Identity, Petition, StaffUser, Voice
+from models.tables import event_deliveries
 from tests.e2e.browser import (  # skips this module without chromium
     ARTIFACTS,
     DESKTOP,
@@ -118,9 +119,17 @@ def fill(site: FilledSite) -> None:
                                        "The hand-in is on Friday at 11.", now)
         invitation = invites.invite(session, "new.colleague@planets.example", "editor",
                                     staff["admin"], now)
+        receiver, _ = event_receivers.add(session, "http://127.0.0.1:9/crm/petitionbot",
+                                          list(events.TYPES), email_of("admin"), config.api,
+                                          now)
+        events.record(session.connection(), events.PING, {"receiver": receiver.id}, None,
+                      now, receiver_id=receiver.id)
+        session.execute(update(event_deliveries).values(  # parked: "Send again" shows
+            status="failed", attempts=17, failed_at=now, last_answer="HTTP 503"))
         session.flush()
         site.ids.update(
-            announcement_id=draft.id, conversation_id=conversation, supporter_id=supporter,
+            receiver_id=receiver.id, announcement_id=draft.id, conversation_id=conversation,
+            supporter_id=supporter,
             voice_id=voice.id, token_id=token.id, reply_id=reply, token=invitation.token,
             slug="sirt", channel="sms", key="consent")
 

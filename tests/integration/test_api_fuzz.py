@@ -72,12 +72,17 @@ def made(app: Flask, sessions: sessionmaker[Session]) -> dict[str, Any]:
         "petition": "sirt", "text": "The petition is handed in on Friday."},
         headers={"Authorization": f"Bearer {tokens['editor']}"})
     assert draft.status_code == 201, draft.get_json()
+    receiver = client.post("/api/v1/webhooks", base_url=API, json={
+        "url": "http://127.0.0.1:9/crm", "events": ["signature.created"]},
+        headers={"Authorization": f"Bearer {tokens['admin']}"})
+    assert receiver.status_code == 201, receiver.get_json()
     with sessions() as session:
         supporter = session.scalar(select(InboxConversation.supporter_id).where(
             InboxConversation.id == conversation))
     return {"tokens": tokens, "path": {
         "slug": "sirt", "announcement_id": draft.get_json()["id"],
-        "conversation_id": conversation, "supporter_id": supporter}}
+        "conversation_id": conversation, "supporter_id": supporter,
+        "receiver_id": receiver.get_json()["id"]}}
 
 
 @pytest.fixture

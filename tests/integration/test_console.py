@@ -22,7 +22,7 @@ from werkzeug.security import check_password_hash
 
 from bot.infra.config import Config
 from bot.infra.settings import Settings
-from bot.shell import api_tokens, broadcast, invites
+from bot.shell import api_tokens, broadcast, event_receivers, invites
 from models import (
     Announcement,
     AuditEntry,
@@ -46,6 +46,7 @@ from tests.integration.console_helpers import (
     Browser,
     add_people,
     email_of,
+    session_cookie,
     signer,
 )
 from tests.integration.inbox_helpers import waiting
@@ -140,7 +141,7 @@ def test_a_login_sets_a_secure_httponly_lax_cookie_and_logout_ends_it(
     assert b.get("/staff/").headers["Location"].startswith("/staff/login?next=/staff/")
     response = b.login("Admin@Planets.example")  # emails are not case-sensitive
     assert response.status_code == 302 and response.headers["Location"] == "/staff/"
-    cookie = response.headers["Set-Cookie"]
+    cookie = session_cookie(response)
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie
     assert b.get("/staff/").status_code == 200
     assert b.get("/staff/logout").status_code == 405  # a link cannot log anyone out
@@ -332,6 +333,8 @@ ROUTES = [
     Route("POST", "/staff/simulator/sms/send", "viewer", 200, (("text", "Hi"),)),
     Route("POST", "/staff/simulator/reset", "viewer", 303),
     Route("GET", "/staff/audit", "admin", 200),
+    Route("GET", "/staff/imports", "admin", 200),
+    Route("POST", "/staff/imports", "admin", 400, (("step", "check"),)),  # no file chosen
     Route("GET", "/staff/inbox", "viewer", 200),
     Route("GET", "/staff/inbox/{conversation}", "viewer", 200),
     Route("POST", "/staff/inbox/{conversation}/preview.json", "editor", 200,
@@ -379,10 +382,17 @@ ROUTES = [
     Route("POST", "/staff/petitions/sirt/reopen", "editor", 303),
     Route("GET", "/staff/petitions/sirt/history", "viewer", 200),
     Route("POST", "/staff/petitions/sirt/versions/1/restore", "editor", 303),
+    Route("GET", "/staff/receivers", "admin", 200),
+    Route("POST", "/staff/receivers", "admin", 400, (("url", "ftp://crm.example/x"),)),
+    Route("GET", "/staff/receivers/{receiver}", "admin", 200),
+    Route("POST", "/staff/receivers/{receiver}/ping", "admin", 303),
+    Route("POST", "/staff/receivers/{receiver}/send-again", "admin", 303),
+    Route("GET", "/staff/receivers/{receiver}/remove", "admin", 200),
+    Route("POST", "/staff/receivers/{receiver}/remove", "admin", 303),
     Route("POST", "/staff/logout", "viewer", 302),
 ]
 ONES = {"draft": 1, "voice": 1, "supporter": 1, "conversation": 1, "message": 1, "saved": 1,
-        "token": 1, "colleague": 1, "invite": 1}
+        "token": 1, "colleague": 1, "invite": 1, "receiver": 1}
 RANK = ["viewer", "editor", "admin"]
 
 
@@ -417,9 +427,13 @@ def world(app: Flask, twilio: FlaskClient, config: Config, staff_ids: dict[str, 
                                 dt.datetime.now(dt.UTC)).invite.id
         session.flush()
         saved_id = saved.id
+        receiver, _ = event_receivers.add(session, "http://127.0.0.1:9/crm",
+                                          ["signature.created"], email_of("admin"),
+                                          config.api, dt.datetime.now(dt.UTC))
     return {"draft": draft, "voice": voice_id, "supporter": supporter,
             "conversation": conversation, "message": message, "saved": saved_id,
-            "token": token, "colleague": staff_ids["editor"], "invite": invite}
+            "token": token, "colleague": staff_ids["editor"], "invite": invite,
+            "receiver": receiver.id}
 
 
 def test_the_role_table_covers_every_console_route(app: Flask) -> None:

@@ -7,10 +7,12 @@ from __future__ import annotations
 from webhooks.api_v1 import (  # noqa: F401  (importing a module registers its views)
     announcements,
     conversations,
+    imports,
     openapi,
     petitions,
     signatures,
     supporters,
+    webhooks,
 )
 from webhooks.api_v1.auth import ROLES, bp
 

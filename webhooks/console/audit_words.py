@@ -42,6 +42,7 @@ RETENTION = {"inbound_texts": "Message texts blanked",
              "subscriptions": "Subscriptions to closed petitions removed",
              "deliveries": "Delivery records removed", "voices": "Unpublished voices removed",
              "inbox_conversations": "Closed inbox conversations removed",
+             "events": "Events for other systems removed (delivered or parked)",
              "suppressed": "Numbers kept only to honour a STOP"}
 
 WORDINGS: dict[str, Wording] = {
@@ -133,6 +134,31 @@ WORDINGS: dict[str, Wording] = {
     "inbox.saved_reply.create": Wording("Saved reply added", "{who} saved the reply {target}"),
     "inbox.saved_reply.delete": Wording("Saved reply deleted",
                                         "{who} deleted the saved reply {target}"),
+    # Event receivers (systems that are sent events)
+    "receiver.add": Wording("Event receiver added", "{who} added {target} at {host}",
+                            {"events": "Events sent to it"}),
+    "receiver.remove": Wording("Event receiver removed", "{who} removed {target} at {host}"),
+    "receiver.ping": Wording("Event receiver pinged", "{who} sent a ping to {target}",
+                             {"event": "Ping event"}),
+    "receiver.retry": Wording("Parked events sent again",
+                              "{who} sent parked deliveries to {target} again",
+                              {"deliveries": "Deliveries sent again",
+                               "passed_over": "Not sent again: a later event about the same "
+                                              "supporter had already gone"}),
+    # Imports (bot/shell/imports.py)
+    "import.suppressions": Wording(
+        "Suppression list imported",
+        "{who} added {new} numbers to the suppression list from {file} ({target})",
+        {"rows": "Rows in the file", "already": "Already on the list, or repeated",
+         "matched": "Numbers of people we know, never messaged from now on"}),
+    "import.signatures": Wording(
+        "Paper signatures imported",
+        "{who} imported {new} paper signatures for the {petition} petition from {file} "
+        "({target})",
+        {"rows": "Rows in the file", "sources": "By source",
+         "first_number": "Numbers from", "last_number": "Numbers to",
+         "matched": "Same name and postcode as a signer with the bot",
+         "already": "Already there"}),
     # The system
     "retention.run": Wording("Old personal data removed",
                              "{who} removed personal data past its keeping time", RETENTION),
