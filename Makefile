@@ -39,6 +39,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/console.py
 	$(BIN)/python bench/feed.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/events.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
