@@ -102,14 +102,6 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "required": ["items"],
         "additionalProperties": False,
     },
-    "FieldError": {
-        "type": "object",
-        "description": "Why the request was refused, and the field it concerns; nothing "
-                       "was changed.",
-        "properties": {"error": {"type": "string"}, "field": {"type": "string"}},
-        "required": ["error", "field"],
-        "additionalProperties": False,
-    },
 }
 
 
