@@ -367,7 +367,9 @@ def _senders(settings: Settings) -> dict[str, Any]:
 @click.option("--stale-after", default=15.0, show_default=True, type=float,
               help="Seconds after which a silent worker's deliveries are recovered.")
 def worker(until_idle: bool, batch: int, stale_after: float) -> None:
-    """Send announcements: claim deliveries, send at each channel's rate, record outcomes."""
+    """Send announcements and direct messages at each channel's rate, post events to
+    their receivers, record outcomes (--until-idle also waits for events due within a few
+    seconds, not for one in a longer backoff)."""
     from bot.entry.worker import BroadcastWorker, stdout_if_tty
     from bot.infra.metrics import MeteredPacer, MeteredSender
     from bot.infra.pacing import make_pacer
