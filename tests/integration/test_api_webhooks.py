@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, event, func, select, text, update
+from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.infra.config import ConfigError, load_config
@@ -24,7 +24,7 @@ from models import AuditEntry, Event, EventDelivery, Receiver
 from models.db import is_postgres
 from tests.integration.api_helpers import call, issue_tokens
 from tests.integration.console_helpers import add_people, email_of
-from tests.integration.writer_lock import writer_held
+from tests.integration.writer_lock import deleted_per_transaction, writer_held
 from webhooks.runtime import Runtime
 
 CRM = "https://crm.example.org/petitionbot?key=abc"
@@ -296,22 +296,8 @@ def test_a_removed_receiver_is_stopped_at_once_and_its_history_goes_a_chunk_at_a
         assert call(client, method, f"/api/v1/webhooks/{crm}{path}",
                     tokens["admin"]).status_code == 404
 
-    deleted: list[int] = [0]  # deliveries deleted, per transaction
-
-    def count(_conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("DELETE FROM EVENT_DELIVERIES"):
-            deleted[-1] += cursor.rowcount
-
-    def committed(_conn: Any) -> None:
-        deleted.append(0)
-
-    event.listen(engine, "after_cursor_execute", count)
-    event.listen(engine, "commit", committed)
-    try:
+    with deleted_per_transaction(engine, "event_deliveries") as deleted:
         assert event_receivers.clear_removed(sessions, chunk=2) is True
-    finally:
-        event.remove(engine, "after_cursor_execute", count)
-        event.remove(engine, "commit", committed)
     assert max(deleted) == 2 and sum(deleted) == 7 and len([n for n in deleted if n]) == 4
     assert deliveries(sessions) == [(mail, e, "pending") for e in [*shared, later]]
     with sessions() as session:

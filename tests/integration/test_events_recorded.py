@@ -50,6 +50,7 @@ from models import (
 )
 from models.db import is_postgres
 from tests.fakes.twilio_api import FakeTwilio
+from tests.integration.writer_lock import deleted_per_transaction
 
 AMIRA = "+447700900123"   # SMS
 BEN = "+447700900456"     # SMS, then Telegram
@@ -440,22 +441,8 @@ def test_expired_events_go_a_chunk_per_transaction(
 
     assert retention.run(sessions, cfg, now, dry_run=True).events == 8
     assert len(recorded(sessions)) == 9
-    deleted: list[int] = [0]  # events deleted, per transaction
-
-    def count(_conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("DELETE FROM EVENTS"):
-            deleted[-1] += cursor.rowcount
-
-    def committed(_conn: Any) -> None:
-        deleted.append(0)
-
-    event.listen(engine, "after_cursor_execute", count)
-    event.listen(engine, "commit", committed)
-    try:
+    with deleted_per_transaction(engine, "events") as deleted:
         report = retention.run(sessions, cfg, now, actor="test")
-    finally:
-        event.remove(engine, "after_cursor_execute", count)
-        event.remove(engine, "commit", committed)
     assert report.events == 8 and [d for d in deleted if d] == [3, 3, 2]
     assert [data["supporter"] for _, data in recorded(sessions)] == [9]
     with sessions() as session:

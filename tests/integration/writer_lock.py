@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from typing import Any
 
-from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy import Engine, event, func, select, text, update
 
 from bot.shell import imports
 from models.db import is_postgres, reset_lock_deadline, set_lock_deadline
@@ -34,3 +35,26 @@ def writer_held(engine: Engine) -> Iterator[None]:
             yield
     finally:
         reset_lock_deadline(token)
+
+
+@contextlib.contextmanager
+def deleted_per_transaction(engine: Engine, table: str) -> Iterator[list[int]]:
+    """The rows of `table` each transaction deleted, in order (a list ending with the
+    open one's): to show that a large purge is done in short transactions."""
+    deleted = [0]
+    statement_start = f"DELETE FROM {table.upper()}"
+
+    def count(_conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith(statement_start):
+            deleted[-1] += cursor.rowcount
+
+    def committed(_conn: Any) -> None:
+        deleted.append(0)
+
+    event.listen(engine, "after_cursor_execute", count)
+    event.listen(engine, "commit", committed)
+    try:
+        yield deleted
+    finally:
+        event.remove(engine, "after_cursor_execute", count)
+        event.remove(engine, "commit", committed)
